@@ -1,0 +1,251 @@
+"""Typed, validated configuration of one simulation.
+
+Every dataclass validates itself at construction, so a bad value fails with a
+``ConfigError`` naming the field, the value and what is allowed, before any simulation
+starts. ``SimulationConfig.from_dict`` builds the whole tree from plain mappings (Hydra,
+YAML, JSON) and rejects unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator import catalogue
+from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
+from simulator.errors import ConfigError, one_of
+from simulator.execution.roofline import RooflineParams
+from simulator.memory import KvCapacity, kv_capacity
+from simulator.workload import WorkloadConfig
+
+SCHEDULERS = ("vllm_v0", "vllm_v1", "orca", "sarathi", "faster_transformer", "lightllm")
+ROUTERS = ("round_robin", "random", "least_outstanding")
+EXECUTION_KINDS = ("roofline",)
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(name, value, "must be an integer >= 1")
+
+
+@dataclass
+class ParallelConfig:
+    """How one replica is split (TP x PP GPUs) and how many replicas serve."""
+
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _positive_int(f"parallel.{f.name}", getattr(self, f.name))
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+
+@dataclass
+class SchedulerConfig:
+    """A replica scheduler and its knobs; each scheduler reads the knobs it has.
+
+    - ``max_batch_size``: sequences per batch (vLLM max_num_seqs, Orca/FT slots).
+    - ``chunk_size``: token budget per iteration of Sarathi-Serve and vLLM v1
+      (max_num_batched_tokens with chunked prefill).
+    - ``max_tokens_per_batch``: prefill token cap of vLLM v0 and LightLLM batches.
+    - ``block_size``: tokens per KV block (LightLLM is token-granular and ignores it).
+    - ``watermark``: fraction of KV blocks vLLM v0 keeps free when admitting prompts.
+    - ``max_waiting_iters``: LightLLM decodes at most this many iterations while requests
+      wait before it runs a prefill batch.
+    - ``gpu_memory_utilization``: fraction of GPU memory the engine may use.
+    - ``num_blocks_override``: explicit KV block count (0 = derive from memory).
+    """
+
+    name: str = "sarathi"
+    max_batch_size: int = 128
+    chunk_size: int = 512
+    max_tokens_per_batch: int = 4096
+    block_size: int = 16
+    watermark: float = 0.01
+    max_waiting_iters: int = 10
+    gpu_memory_utilization: float = 0.9
+    num_blocks_override: int = 0
+
+    def __post_init__(self) -> None:
+        one_of("scheduler.name", self.name, SCHEDULERS)
+        for name in ("max_batch_size", "chunk_size", "max_tokens_per_batch", "block_size",
+                     "max_waiting_iters"):
+            _positive_int(f"scheduler.{name}", getattr(self, name))
+        if not 0 <= self.watermark < 1:
+            raise ConfigError("scheduler.watermark", self.watermark, "must be in [0, 1)")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(
+                "scheduler.gpu_memory_utilization", self.gpu_memory_utilization,
+                "must be in (0, 1]",
+            )
+        if self.num_blocks_override < 0:
+            raise ConfigError("scheduler.num_blocks_override", self.num_blocks_override,
+                              "must be >= 0 (0 = derive from GPU memory)")
+
+
+@dataclass
+class ExecutionConfig:
+    """Which batch-runtime model to use and its parameters."""
+
+    kind: str = "roofline"
+    roofline: RooflineParams = field(default_factory=RooflineParams)
+
+    def __post_init__(self) -> None:
+        one_of("execution.kind", self.kind, EXECUTION_KINDS)
+
+
+@dataclass
+class EngineConfig:
+    """Event-loop options: ``fast_forward`` advances steady decode phases in one event
+    (same results, bit for bit, as stepping one iteration at a time)."""
+
+    fast_forward: bool = True
+    max_fast_forward_steps: int = 1024
+
+    def __post_init__(self) -> None:
+        _positive_int("engine.max_fast_forward_steps", self.max_fast_forward_steps)
+
+
+@dataclass
+class SimulationConfig:
+    """One simulation: model on a GPU SKU and node type, parallelism, scheduler, router,
+    workload, execution model and seed. Catalogue names are resolved and checked here."""
+
+    model: str = "llama-3-8b"
+    sku: str = "h100-sxm"
+    node: str = ""  # "" = the SKU's default node
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    router: str = "round_robin"
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    seed: int = 0
+
+    model_spec: ModelSpec = field(init=False, repr=False)
+    sku_spec: SkuSpec = field(init=False, repr=False)
+    node_spec: NodeSpec = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model_spec = catalogue.get_model(self.model)
+        self.sku_spec = catalogue.get_sku(self.sku)
+        if not self.node:
+            self.node = catalogue.default_node_for(self.sku)
+        self.node_spec = catalogue.get_node(self.node)
+        if self.node_spec.sku != self.sku:
+            raise ConfigError("node", self.node,
+                              f"holds {self.node_spec.sku} GPUs, not sku={self.sku}; nodes for "
+                              f"{self.sku}: {', '.join(_nodes_for(self.sku))}")
+        one_of("router", self.router, ROUTERS)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError("seed", self.seed, "must be an integer >= 0")
+        self._check_parallelism()
+        self.kv_capacity()  # raises when the model does not fit
+
+    def kv_capacity(self) -> KvCapacity:
+        """Paged-KV capacity of one replica under this scheduler's block size and batch."""
+        from simulator.scheduling import REGISTRY  # schedulers import this module
+
+        sched = REGISTRY[self.scheduler.name]
+        return kv_capacity(
+            self.model_spec, self.sku_spec,
+            tp=self.parallel.tensor_parallel, pp=self.parallel.pipeline_parallel,
+            block_size=sched.effective_block_size(self.scheduler),
+            gpu_memory_utilization=self.scheduler.gpu_memory_utilization,
+            max_tokens=sched.max_batch_tokens(self.scheduler),
+            max_seqs=self.scheduler.max_batch_size,
+            num_blocks_override=self.scheduler.num_blocks_override,
+        )
+
+    def _check_parallelism(self) -> None:
+        m, tp, pp = self.model_spec, self.parallel.tensor_parallel, self.parallel.pipeline_parallel
+        if m.num_heads % tp:
+            raise ConfigError("parallel.tensor_parallel", tp,
+                              f"must divide {m.name}'s {m.num_heads} attention heads; allowed: "
+                              + ", ".join(str(d) for d in _divisors(m.num_heads)))
+        if tp > m.num_kv_heads and tp % m.num_kv_heads:
+            raise ConfigError("parallel.tensor_parallel", tp,
+                              f"must divide or be a multiple of {m.name}'s {m.num_kv_heads} KV heads")
+        if m.num_layers % pp:
+            raise ConfigError("parallel.pipeline_parallel", pp,
+                              f"must divide {m.name}'s {m.num_layers} layers; allowed: "
+                              + ", ".join(str(d) for d in _divisors(m.num_layers)))
+        if tp > self.node_spec.gpus_per_node:
+            raise ConfigError("parallel.tensor_parallel", tp,
+                              f"must be <= {self.node_spec.gpus_per_node} GPUs per node of "
+                              f"{self.node}: tensor parallelism stays inside one node")
+
+    @property
+    def num_gpus(self) -> int:
+        return self.parallel.gpus_per_replica * self.parallel.replicas
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (resolved catalogue names, no specs)."""
+        d = dataclasses.asdict(self)
+        for k in ("model_spec", "sku_spec", "node_spec"):
+            d.pop(k, None)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SimulationConfig:
+        """Build from nested plain mappings; unknown keys raise ConfigError naming them."""
+        d = dict(d)
+        kwargs: dict[str, Any] = {}
+        nested = {
+            "parallel": ParallelConfig,
+            "scheduler": SchedulerConfig,
+            "engine": EngineConfig,
+        }
+        allowed = [f.name for f in dataclasses.fields(cls) if f.init]
+        for key, value in d.items():
+            if key not in allowed:
+                raise ConfigError(key, value, "unknown key; allowed keys: " + ", ".join(allowed))
+            if key in nested:
+                kwargs[key] = build(nested[key], value, key)
+            elif key == "workload":
+                kwargs[key] = (value if isinstance(value, WorkloadConfig)
+                               else WorkloadConfig.from_dict(value))
+            elif key == "execution":
+                kwargs[key] = _execution_from_dict(value)
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _execution_from_dict(value: Any) -> ExecutionConfig:
+    if isinstance(value, ExecutionConfig):
+        return value
+    value = dict(value)
+    roof = value.pop("roofline", {})
+    cfg = build(ExecutionConfig, value, "execution")
+    cfg.roofline = build(RooflineParams, roof, "execution.roofline")
+    return cfg
+
+
+def build(cls: type, value: Any, path: str) -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, rejecting keys it does not have."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, value, f"must be a mapping of {cls.__name__} fields")
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in value:
+        if key not in names:
+            raise ConfigError(f"{path}.{key}", value[key],
+                              "unknown key; allowed keys: " + ", ".join(names))
+    return cls(**dict(value))
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0 and d <= 64]
+
+
+def _nodes_for(sku: str) -> list[str]:
+    return [n for n in catalogue.node_names() if catalogue.get_node(n).sku == sku]

@@ -1,0 +1,436 @@
+"""Analytical (roofline) batch-runtime model: every operator costs max(compute, memory).
+
+Each operator of a pipeline stage costs ``max(FLOPs / (peak * eff), bytes / (bw * eff))``,
+collectives cost a ring all-reduce over the node's GPU links, and fixed per-kernel,
+per-iteration and per-sequence overheads are added on top. Weights are sharded by tensor
+parallelism (heads and FFN split by ``tp``); layers are split evenly over ``pp`` stages.
+
+A batch reduces to a handful of integer features (tokens, sequences, prefill attention
+work, prefill KV read, decode KV sum, ...), and ONE private function turns those features
+into per-stage seconds using only ``+ - * /`` and an ``xmax`` argument. ``stage_times``
+calls it with Python scalars and builtin ``max``; ``decode_steps`` with numpy arrays and
+``np.maximum``. IEEE-754 makes both give identical bits, which the engine's decode fast
+path relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from simulator import memory
+from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
+from simulator.errors import ConfigError, one_of
+from simulator.execution.base import ExecutionModel
+
+TOPOLOGIES = ("nvswitch", "pairwise_nvlink", "pcie")
+
+# Parts of one stage, in the order ``breakdown`` reports them.
+PARTS = (
+    "embedding",
+    "qkv_proj",
+    "attention_prefill",
+    "attention_decode",
+    "o_proj",
+    "mlp",
+    "norm",
+    "elementwise",
+    "allreduce",
+    "send_recv",
+    "lm_head",
+    "sampling",
+    "cpu_overhead",
+    "launch",
+)
+# The per-layer parts (already multiplied by the stage's layer count), in ``_body`` order.
+_BODY = (
+    "qkv_proj",
+    "attention_prefill",
+    "attention_decode",
+    "o_proj",
+    "mlp",
+    "norm",
+    "elementwise",
+    "allreduce",
+    "launch",
+)
+
+_FRACTIONS = ("gemm_efficiency", "attention_efficiency", "memory_efficiency", "comm_efficiency")
+_NON_NEGATIVE = (
+    "kernel_launch_s",
+    "allreduce_latency_s",
+    "send_recv_latency_s",
+    "cpu_overhead_base_s",
+    "cpu_overhead_per_seq_s",
+    "sampling_per_seq_s",
+)
+
+
+@dataclass(frozen=True)
+class RooflineParams:
+    """Efficiencies and fixed overheads of the roofline model (calibration knobs)."""
+
+    gemm_efficiency: float = 0.7  # achieved fraction of peak FLOP/s on large GEMMs
+    attention_efficiency: float = 0.5  # of peak FLOP/s in attention kernels
+    memory_efficiency: float = 0.8  # achieved fraction of HBM bandwidth
+    comm_efficiency: float = 0.7  # of link bandwidth for collectives and sends
+    kernel_launch_s: float = 4e-6  # per kernel launch
+    kernels_per_layer: int = 12
+    cuda_graphs_decode: bool = True  # decode-only batches: one graph launch per stage
+    allreduce_latency_s: float = 8e-6  # fixed latency per all-reduce
+    send_recv_latency_s: float = 10e-6  # fixed latency per PP send/recv
+    cpu_overhead_base_s: float = 2e-3  # per-iteration scheduling + input preparation
+    cpu_overhead_per_seq_s: float = 1.5e-5  # grows with the sequences in the batch
+    sampling_per_seq_s: float = 5e-6
+
+    def __post_init__(self) -> None:
+        for name in _FRACTIONS:
+            v = getattr(self, name)
+            if not _is_number(v) or not 0 < v <= 1:
+                raise ConfigError(f"execution.roofline.{name}", v, "must be a number in (0, 1]")
+        for name in _NON_NEGATIVE:
+            v = getattr(self, name)
+            if not _is_number(v) or v < 0:
+                raise ConfigError(f"execution.roofline.{name}", v, "must be a number >= 0")
+        k = self.kernels_per_layer
+        if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+            raise ConfigError("execution.roofline.kernels_per_layer", k, "must be an integer >= 0")
+        if not isinstance(self.cuda_graphs_decode, bool):
+            raise ConfigError(
+                "execution.roofline.cuda_graphs_decode", self.cuda_graphs_decode, "must be a bool"
+            )
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _gemm(n_in: float, n_out: float, dt: int, flops: float, bw: float) -> tuple[float, ...]:
+    """(s per token of compute, s of weight reads, s per token of activation traffic)."""
+    return (2.0 * n_in * n_out / flops, n_in * n_out * dt / bw, (n_in + n_out) * dt / bw)
+
+
+class RooflineModel(ExecutionModel):
+    """Roofline runtime of one replica of ``model`` on ``tp`` x ``pp`` GPUs of ``sku``.
+
+    Per layer and GPU (``/tp`` = the TP-sharded share; KV heads are replicated when ``tp``
+    exceeds their number, so each GPU holds at least one):
+
+    - GEMMs (QKV, O, MLP gate+up, down, MoE router): ``2 * tokens * in * out`` FLOPs at
+      ``gemm_efficiency``; bytes = weights (read once per iteration) + activations in/out.
+    - MoE: ``tokens * top_k`` routed tokens through the sharded experts; the weights of
+      ``min(num_experts, tokens * top_k)`` experts are read (each used expert once).
+    - Activation function, 2 norms, 2 residual adds, RoPE: memory bound (bytes only).
+    - Prefill attention, a chunk of ``c`` tokens after ``p`` cached ones (causal):
+      ``4 * heads/tp * head_dim * c * (p + (c+1)/2)`` FLOPs at ``attention_efficiency``;
+      bytes = KV of ``p + c`` tokens + Q and O of the ``c`` tokens.
+    - Decode attention, a sequence with context ``L``: ``4 * heads/tp * head_dim * L``
+      FLOPs; bytes = KV of ``L`` tokens + Q and O of one token. Both are linear, so the
+      batch is costed exactly from ``sum(L)`` and the number of decodes.
+    - TP (``tp > 1``): 2 ring all-reduces of ``tokens * hidden`` per layer (plus one after
+      the vocab-parallel embedding), ``2 (tp-1)/tp * bytes / (link * comm_eff) + latency``.
+    - Launches: ``kernels_per_layer`` per layer, or one CUDA-graph launch per stage for
+      decode-only batches when ``cuda_graphs_decode``.
+
+    Per stage: stage 0 adds the embedding lookup and the CPU overhead (base + per sequence);
+    every stage but the last sends ``tokens * hidden`` activations to the next; the last
+    adds the final norm, the LM head (one row per sequence, vocab sharded by TP) and
+    sampling. Peak FLOP/s is bf16 (fp8 when ``dtype_bytes == 1`` and the SKU has it).
+    """
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        sku: SkuSpec,
+        node: NodeSpec,
+        tp: int,
+        pp: int,
+        params: RooflineParams = RooflineParams(),  # frozen: safe to share
+    ) -> None:
+        for name, v in (("parallel.tensor_parallel", tp), ("parallel.pipeline_parallel", pp)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(name, v, "must be an integer >= 1")
+        one_of("node.topology", node.topology, TOPOLOGIES)
+        if tp > node.gpus_per_node:
+            raise ConfigError(
+                "parallel.tensor_parallel",
+                tp,
+                f"must be <= {node.gpus_per_node} GPUs per node of {node.name}: "
+                "tensor parallelism stays inside one node",
+            )
+        assert model.num_layers % pp == 0, "num_layers must be divisible by pipeline_parallel"
+        self.model, self.sku, self.node, self.tp, self.pp, self.params = (
+            model,
+            sku,
+            node,
+            tp,
+            pp,
+            params,
+        )
+        self.num_stages = pp
+        P = params
+        self._layers = model.num_layers // pp
+        dt = model.dtype_bytes
+        h = model.hidden_size
+        hd = model.head_size
+        peak = (sku.fp8_tflops if dt == 1 and sku.fp8_tflops > 0 else sku.bf16_tflops) * 1e12
+        F = peak * P.gemm_efficiency  # GEMM FLOP/s
+        FA = peak * P.attention_efficiency  # attention FLOP/s
+        B = sku.mem_bw_gbps * 1e9 * P.memory_efficiency  # HBM bytes/s
+        heads = model.num_heads / tp
+        kv_heads = memory.kv_heads_per_gpu(model, tp)
+        q = heads * hd  # query (and attention output) width per GPU
+        kv = kv_heads * hd  # K (and V) width per GPU
+
+        # GEMMs: (compute s/token, weight s, activation s/token).
+        self._qkv = _gemm(h, q + 2 * kv, dt, F, B)
+        self._o = _gemm(q, h, dt, F, B)
+        f = model.ffn_size / tp
+        up_mats = 2 if model.gated_mlp else 1
+        self._up = _gemm(h, up_mats * f, dt, F, B)
+        self._down = _gemm(f, h, dt, F, B)
+        # Activation (and gating product): read up_mats * f, write f per (routed) token.
+        self._act = (up_mats + 1) * f * dt / B
+        self._moe = model.is_moe
+        self._experts = model.num_experts
+        self._top_k = model.experts_top_k
+        # The router is small and replicated on every TP rank.
+        self._router = _gemm(h, model.num_experts, dt, F, B) if self._moe else (0.0, 0.0, 0.0)
+
+        # Memory-bound per-token costs: 2 norms (read + write, weights negligible), and
+        # elementwise = 2 residual adds (read 2, write 1) + RoPE (read + write Q and K).
+        self._norm = 2 * (2 * h * dt) / B
+        self._norm_w = 2 * h * dt / B
+        self._elem = (2 * 3 * h * dt + 2 * (q + kv) * dt) / B
+
+        # Attention. Prefill FLOPs = 2 * heads * hd * sum(c * (2p + c + 1)) (integer units).
+        self._ap_f = 2.0 * heads * hd / FA
+        kv_tok = 2 * kv * dt / B  # s to read one token's K and V in one layer
+        self._kv_tok = kv_tok
+        self._qo_tok = 2 * q * dt / B  # s to read Q and write O of one token
+        self._ad_f = 4.0 * heads * hd / FA
+
+        # Tensor-parallel all-reduce (ring) over the node's GPU links.
+        self._tp_link = self._tp_link_bw()
+        if tp > 1:
+            self._ar_tok = 2 * (tp - 1) / tp * h * dt / (self._tp_link * P.comm_efficiency)
+            self._ar_lat = P.allreduce_latency_s
+        else:
+            self._ar_tok = 0.0
+            self._ar_lat = 0.0
+
+        # Launch overhead per stage.
+        self._launch_eager = self._layers * P.kernels_per_layer * P.kernel_launch_s
+        self._launch_graph = P.kernel_launch_s if P.cuda_graphs_decode else self._launch_eager
+
+        # Edges: embedding gather (read + write tokens * hidden), CPU, LM head, sampling.
+        self._embed_tok = 2 * h * dt / B
+        self._cpu_base = P.cpu_overhead_base_s
+        self._cpu_seq = P.cpu_overhead_per_seq_s
+        self._lm = _gemm(h, model.vocab_size / tp, dt, F, B)
+        self._sample_seq = P.sampling_per_seq_s
+        # PP send of stage s to s + 1: (s per token, latency).
+        self._send = [
+            (h * dt / (self._pp_link_bw(s) * P.comm_efficiency), P.send_recv_latency_s)
+            for s in range(pp - 1)
+        ]
+
+    # ------------------------------------------------------------------ bandwidths
+    def _tp_link_bw(self) -> float:
+        """Bytes/s of the slowest hop of a TP ring inside one node."""
+        topo, tp = self.node.topology, self.tp
+        if topo == "nvswitch" or (topo == "pairwise_nvlink" and tp <= 2):
+            return self.sku.link_bw_gbps * 1e9
+        return self.node.pcie_bw_gbps * 1e9
+
+    def _pp_link_bw(self, s: int) -> float:
+        """Bytes/s of the send from stage ``s`` to ``s + 1`` (slowest of the TP ranks).
+
+        Stages fill nodes in order: rank ``i`` of stage ``s`` is GPU ``s * tp + i``.
+        """
+        gpn, tp = self.node.gpus_per_node, self.tp
+        bws = []
+        for i in range(tp):
+            a, b = s * tp + i, (s + 1) * tp + i
+            if a // gpn != b // gpn:
+                bws.append(self.node.inter_node_bw_gbps * 1e9)
+            elif self.node.topology == "nvswitch" or (
+                self.node.topology == "pairwise_nvlink" and a // 2 == b // 2
+            ):
+                bws.append(self.sku.link_bw_gbps * 1e9)
+            else:
+                bws.append(self.node.pcie_bw_gbps * 1e9)
+        return min(bws)
+
+    # ------------------------------------------------------------------ the model
+    def _body(self, T, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable) -> tuple:
+        """Seconds of one stage's layers, per part in ``_BODY`` order.
+
+        ``T`` tokens, prefill ``units`` = sum c (2p + c + 1), ``Tp`` prefill tokens, ``pkv``
+        prefill KV tokens read = sum (p + c), ``D`` decodes with context sum ``Lsum``.
+        Only ``+ - * /`` and ``xmax``: bit-identical for Python scalars and numpy arrays.
+        """
+        n = self._layers
+        qf, qw, qa = self._qkv
+        qkv = n * xmax(qf * T, qw + qa * T)
+        of, ow, oa = self._o
+        o = n * xmax(of * T, ow + oa * T)
+        uf, uw, ua = self._up
+        df, dw, da = self._down
+        if self._moe:
+            rf, rw, ra = self._router
+            R = T * self._top_k  # routed tokens
+            used = -xmax(-self._experts, -R)  # min(num_experts, routed tokens)
+            mlp = n * (
+                xmax(rf * T, rw + ra * T)
+                + xmax(uf * R, uw * used + ua * R)
+                + self._act * R
+                + xmax(df * R, dw * used + da * R)
+            )
+        else:
+            mlp = n * (xmax(uf * T, uw + ua * T) + self._act * T + xmax(df * T, dw + da * T))
+        norm = n * (self._norm * T + self._norm_w)
+        elem = n * (self._elem * T)
+        ap = n * xmax(self._ap_f * units, self._kv_tok * pkv + self._qo_tok * Tp)
+        ad = n * xmax(self._ad_f * Lsum, self._kv_tok * Lsum + self._qo_tok * D)
+        ar = n * (2 * (self._ar_tok * T + self._ar_lat))
+        launch = self._launch_graph if decode_only else self._launch_eager
+        return (qkv, ap, ad, o, mlp, norm, elem, ar, launch)
+
+    def _edges(self, T, S, xmax: Callable) -> tuple:
+        """(embedding, embedding all-reduce, cpu, final norm, lm_head, sampling, sends)."""
+        embed = self._embed_tok * T
+        embed_ar = self._ar_tok * T + self._ar_lat
+        cpu = self._cpu_base + self._cpu_seq * S
+        fnorm = self._norm_w + 0.5 * self._norm * T  # one norm
+        lf, lw, la = self._lm
+        lm = xmax(lf * S, lw + la * S)
+        sample = self._sample_seq * S
+        sends = [tok * T + lat for tok, lat in self._send]
+        return embed, embed_ar, cpu, fnorm, lm, sample, sends
+
+    def _totals(self, T, S, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable) -> list:
+        """Per-stage seconds from the batch features: the single formula of both paths."""
+        qkv, ap, ad, o, mlp, norm, elem, ar, launch = self._body(
+            T, units, Tp, pkv, D, Lsum, decode_only, xmax
+        )
+        body = qkv + ap + ad + o + mlp + norm + elem + ar + launch
+        embed, embed_ar, cpu, fnorm, lm, sample, sends = self._edges(T, S, xmax)
+        first = embed + embed_ar + cpu
+        last = fnorm + lm + sample
+        pp = self.pp
+        if pp == 1:
+            return [body + first + last]
+        out = [body + first + sends[0]]
+        for s in range(1, pp - 1):
+            out.append(body + sends[s])
+        out.append(body + last)
+        return out
+
+    # ------------------------------------------------------------------ interface
+    @staticmethod
+    def _features(
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        decode_kv: Sequence[int] | np.ndarray,
+    ) -> tuple[int, int, int, int, int, int, int, bool]:
+        """Integer features (T, S, units, Tp, pkv, D, Lsum, decode_only) of a batch."""
+        Tp = units = pkv = 0
+        for c, p in zip(prefill_chunks, prefill_prior, strict=True):
+            Tp += c
+            units += c * (2 * p + c + 1)
+            pkv += p + c
+        if isinstance(decode_kv, np.ndarray):
+            D = decode_kv.shape[0]
+            Lsum = int(decode_kv.sum())
+        else:
+            D = len(decode_kv)
+            Lsum = sum(decode_kv)
+        n = len(prefill_chunks)
+        return Tp + D, n + D, units, Tp, pkv, D, Lsum, n == 0
+
+    def stage_times(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        decode_kv: Sequence[int] | np.ndarray,
+    ) -> tuple[float, ...]:
+        """Seconds each pipeline stage spends on the batch, stage 0 first."""
+        return tuple(self._totals(*self._features(prefill_chunks, prefill_prior, decode_kv), max))
+
+    def decode_steps(self, decode_kv: np.ndarray, steps: int) -> np.ndarray:
+        """Stage times of ``steps`` decode-only iterations, iteration j at ``decode_kv + j``.
+
+        Vectorised over j: only ``sum(L)`` changes, by ``len(decode_kv)`` per step.
+        """
+        kv = np.asarray(decode_kv, dtype=np.int64)
+        D = kv.shape[0]
+        Lsum = int(kv.sum()) + D * np.arange(steps, dtype=np.int64)
+        totals = self._totals(D, D, 0, 0, 0, D, Lsum, True, np.maximum)
+        out = np.empty((steps, self.pp), dtype=np.float64)
+        for s, t in enumerate(totals):
+            out[:, s] = t
+        return out
+
+    def breakdown(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        decode_kv: Sequence[int] | np.ndarray,
+    ) -> list[dict[str, float]]:
+        """Per stage, seconds per part (``PARTS``); each stage sums to ``stage_times``."""
+        T, S, units, Tp, pkv, D, Lsum, decode_only = self._features(
+            prefill_chunks, prefill_prior, decode_kv
+        )
+        body = dict(
+            zip(_BODY, self._body(T, units, Tp, pkv, D, Lsum, decode_only, max), strict=True)
+        )
+        embed, embed_ar, cpu, fnorm, lm, sample, sends = self._edges(T, S, max)
+        out = []
+        for s in range(self.pp):
+            parts = dict.fromkeys(PARTS, 0.0)
+            parts.update(body)
+            if s == 0:
+                parts["embedding"] = embed
+                parts["allreduce"] += embed_ar
+                parts["cpu_overhead"] = cpu
+            if s < self.pp - 1:
+                parts["send_recv"] = sends[s]
+            if s == self.pp - 1:
+                parts["norm"] += fnorm
+                parts["lm_head"] = lm
+                parts["sampling"] = sample
+            out.append({k: float(v) for k, v in parts.items()})
+        return out
+
+    # ------------------------------------------------------------------ sizes
+    def weight_bytes_per_gpu(self) -> float:
+        """Weight bytes on the most loaded GPU: its stage's layers / tp, plus the embedding
+        on stage 0 and the LM head on the last stage (both when ``pp == 1``)."""
+        return memory.weight_bytes_per_gpu(self.model, self.tp, self.pp)
+
+    def activation_bytes_per_gpu(self, max_tokens: int, max_seqs: int | None = None) -> float:
+        """Transient-memory headroom for the largest batch (see ``memory``):
+        ``4 * max_tokens * max(hidden, (q + 2 kv) / tp, up_mats * ffn / tp) * dtype``
+        plus fp32 logits ``max_seqs * vocab / tp * 4``. ``max_seqs`` defaults to
+        ``max_tokens`` (an upper bound: every sequence brings at least one token)."""
+        seqs = max_tokens if max_seqs is None else max_seqs
+        return memory.activation_bytes_per_gpu(self.model, self.tp, max_tokens, seqs)
+
+    def flops_per_token_active(self) -> int:
+        """Forward FLOPs per token for MFU: 2 * active parameters (MoE: top-k experts plus
+        router; the LM head counts, the input-embedding lookup does not)."""
+        m = self.model
+        mats = 3 if m.gated_mlp else 2
+        mlp = mats * m.hidden_size * m.ffn_size * (m.experts_top_k if m.is_moe else 1)
+        if m.is_moe:
+            mlp += m.hidden_size * m.num_experts
+        layer = m.attention_params() + mlp + 2 * m.hidden_size
+        active = m.num_layers * layer + m.vocab_size * m.hidden_size + m.hidden_size
+        return 2 * active
+
+
+__all__ = ["PARTS", "RooflineModel", "RooflineParams"]
