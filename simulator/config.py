@@ -172,7 +172,8 @@ class SimulationConfig:
                               + ", ".join(str(d) for d in _divisors(m.num_heads)))
         if tp > m.num_kv_heads and tp % m.num_kv_heads:
             raise ConfigError("parallel.tensor_parallel", tp,
-                              f"must divide or be a multiple of {m.name}'s {m.num_kv_heads} KV heads")
+                              f"must divide or be a multiple of {m.name}'s "
+                              f"{m.num_kv_heads} KV heads")
         if m.num_layers % pp:
             raise ConfigError("parallel.pipeline_parallel", pp,
                               f"must divide {m.name}'s {m.num_layers} layers; allowed: "

@@ -122,6 +122,7 @@ class Simulation:
             batch.stage_start, batch.stage_end = starts, ends
             in_flight[r] += 1
             sched = replicas[r]
+            sched.last_duration = t - starts[0]
             log.add(batch, sched.num_blocks - sched.free_blocks)
             push(heap, (t, BATCH_END, next(seq), batch))
 
@@ -137,7 +138,7 @@ class Simulation:
                     horizon = arrivals[next_arrival] if next_arrival < n else INF
                     res = sched.fast_forward(now, horizon, execution, ff_cap)
                     if res is not None:
-                        log.add_steady(r, *res)
+                        log.add_steady(r, *res, len(sched.running))
                         start = free[0] = float(res[1][-1])
                 batch = sched.schedule(start)
                 if batch is None:

@@ -8,12 +8,12 @@ from simulator import SimulationConfig, simulate
 from simulator.workload import RequestTable
 
 
-def table(arrival, prefill, decode) -> RequestTable:  # noqa: ANN001
+def table(arrival, prefill, decode) -> RequestTable:
     return RequestTable(np.asarray(arrival, dtype=np.float64),
                         np.asarray(prefill, dtype=np.int64), np.asarray(decode, dtype=np.int64))
 
 
-def config(scheduler: str = "sarathi", **sched) -> SimulationConfig:  # noqa: ANN003
+def config(scheduler: str = "sarathi", **sched) -> SimulationConfig:
     parallel = sched.pop("parallel", {})
     router = sched.pop("router", "round_robin")
     engine = sched.pop("engine", {})
@@ -23,5 +23,5 @@ def config(scheduler: str = "sarathi", **sched) -> SimulationConfig:  # noqa: AN
     })
 
 
-def run(scheduler: str, requests: RequestTable, **sched):  # noqa: ANN003, ANN201
+def run(scheduler: str, requests: RequestTable, **sched):
     return simulate(config(scheduler, **sched), requests=requests)

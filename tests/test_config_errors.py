@@ -8,7 +8,7 @@ from simulator import ConfigError, SimulationConfig
 from simulator.engine import Simulation
 
 
-def make(**kw) -> SimulationConfig:  # noqa: ANN003
+def make(**kw) -> SimulationConfig:
     return SimulationConfig.from_dict({"model": "llama-2-7b", "sku": "a100-80gb", **kw})
 
 
@@ -46,13 +46,13 @@ def test_model_that_does_not_fit_in_gpu_memory() -> None:
     assert "llama-2-70b" in msg and "does not fit" in msg and "GB weights" in msg
 
 
-def test_missing_trace_file(tmp_path) -> None:  # noqa: ANN001
+def test_missing_trace_file(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         make(workload={"trace_file": str(tmp_path / "nope.csv"), "lengths": {"kind": "trace"}})
     assert "workload.trace_file" in str(err.value) and "nope.csv" in str(err.value)
 
 
-def test_trace_with_missing_columns(tmp_path) -> None:  # noqa: ANN001
+def test_trace_with_missing_columns(tmp_path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("arrived_at,num_prefill_tokens\n0.0,10\n")
     with pytest.raises(ConfigError) as err:
@@ -61,7 +61,7 @@ def test_trace_with_missing_columns(tmp_path) -> None:  # noqa: ANN001
     assert "num_decode_tokens" in str(err.value) or "output" in str(err.value)
 
 
-def test_errors_come_before_any_simulation(monkeypatch) -> None:  # noqa: ANN001
+def test_errors_come_before_any_simulation(monkeypatch) -> None:
     ran = []
     monkeypatch.setattr(Simulation, "run", lambda self, *a, **k: ran.append(1))
     with pytest.raises(ConfigError):

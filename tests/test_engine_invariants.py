@@ -29,7 +29,7 @@ cases = s.fixed_dictionaries({
 })
 
 
-def _simulate(c: dict, fast_forward: bool = True):  # noqa: ANN202
+def _simulate(c: dict, fast_forward: bool = True):
     rng = np.random.default_rng(c["seed"])
     n = c["n"]
     arrival = np.cumsum(rng.exponential(1 / c["rate"], n))
@@ -88,7 +88,7 @@ def test_fast_forward_changes_nothing(c: dict) -> None:
 
 
 def test_same_seed_same_tables_different_seed_differs() -> None:
-    def go(seed: int):  # noqa: ANN202
+    def go(seed: int):
         cfg = config("sarathi", router="random",
                      parallel={"replicas": 2})
         cfg.seed = seed

@@ -7,7 +7,7 @@ import numpy as np
 from tests.helpers import run, table
 
 
-def _burst(n: int, prompt: int, out: int, gap: float = 0.0):  # noqa: ANN202
+def _burst(n: int, prompt: int, out: int, gap: float = 0.0):
     return table(np.arange(n) * gap, [prompt] * n, [out] * n)
 
 

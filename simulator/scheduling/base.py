@@ -54,6 +54,7 @@ class ReplicaScheduler(ABC):
         self.running: list[int] = []  # admitted (KV held), oldest first
         self.outstanding = 0  # routed here and not completed
         self.preempted_now: set[int] = set()  # preempted while building the current batch
+        self.last_duration = 0.0  # runtime of the replica's last batch (a hint for the fast path)
 
     # ----------------------------------------------------------------- admission
     @classmethod
@@ -202,6 +203,7 @@ class ReplicaScheduler(ABC):
     # ----------------------------------------------------------------- fast path
     def _on_fast_forward(self, steps: int) -> None:
         """Hook: ``steps`` decode-only iterations were advanced without ``schedule``."""
+        return None
 
     def fast_forward(
         self, now: float, horizon: float, execution: ExecutionModel, max_steps: int
@@ -217,7 +219,9 @@ class ReplicaScheduler(ABC):
         ids = self.running
         st = self.state
         n = len(ids)
-        if n == 0 or not self.steady():
+        # not worth trying when the next arrival comes within ~2 iterations (effort only:
+        # the checks below would find fewer than two iterations to advance)
+        if n == 0 or horizon - now < 1.5 * self.last_duration or not self.steady():
             return None
         ctx = np.fromiter((st.processed[r] for r in ids), dtype=np.int64, count=n)
         rem = np.fromiter((st.decode[r] - st.generated[r] for r in ids), dtype=np.int64, count=n)

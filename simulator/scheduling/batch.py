@@ -47,5 +47,5 @@ class Batch:
         return bool(self.prefill_ids or self.decode_ids)
 
     def __repr__(self) -> str:
-        return (f"Batch(replica={self.replica}, prefills={list(zip(self.prefill_ids, self.prefill_chunks))}, "
-                f"decodes={self.decode_ids})")
+        prefills = list(zip(self.prefill_ids, self.prefill_chunks, strict=True))
+        return f"Batch(replica={self.replica}, prefills={prefills}, decodes={self.decode_ids})"

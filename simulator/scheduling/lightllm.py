@@ -19,7 +19,7 @@ from simulator.scheduling.batch import Batch
 class LightLLMScheduler(ReplicaScheduler):
     name = "lightllm"
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.decodes_since_prefill = 0
 

@@ -25,33 +25,40 @@ class SarathiScheduler(ReplicaScheduler):
 
     def schedule(self, now: float) -> Batch | None:
         st = self.state
-        processed, target, in_flight = st.processed, st.target, st.in_flight
-        cap, budget = self.cfg.max_batch_size, self.cfg.chunk_size
+        processed, target, in_flight, blocks = st.processed, st.target, st.in_flight, st.blocks
+        cap, budget, bs = self.cfg.max_batch_size, self.cfg.chunk_size, self.block_size
         batch = Batch(self.replica)
-        self.preempted_now.clear()
+        dec_ids, dec_kv = batch.decode_ids, batch.decode_kv
+        preempted = self.preempted_now
+        preempted.clear()
         for rid in list(self.running):
-            if budget == 0 or len(batch.decode_ids) >= cap:
+            if budget == 0 or len(dec_ids) >= cap:
                 break
-            if in_flight[rid] or rid in self.preempted_now or processed[rid] < target[rid]:
+            if in_flight[rid] or processed[rid] < target[rid] or rid in preempted:
                 continue
-            if self._grow_or_preempt(rid, processed[rid] + 1, batch):
-                batch.decode_ids.append(rid)
-                batch.decode_kv.append(processed[rid] + 1)
-                budget -= 1
+            ctx = processed[rid] + 1
+            if ctx > blocks[rid] * bs and not self._grow_or_preempt(rid, ctx, batch):
+                continue
+            dec_ids.append(rid)
+            dec_kv.append(ctx)
+            budget -= 1
+        size = len(dec_ids)
         for rid in self.running:
-            if budget == 0 or batch.size >= cap:
+            if budget == 0 or size >= cap:
                 break
             if in_flight[rid] or processed[rid] >= target[rid]:
                 continue
             budget -= self._add_chunk(batch, rid, budget)
-        while self.waiting and budget > 0 and len(self.running) < cap and batch.size < cap:
+            size += 1
+        while self.waiting and budget > 0 and len(self.running) < cap and size < cap:
             rid = self.waiting[0]
             if not self._can_allocate(rid):
                 break
             self.waiting.popleft()
             self._admit(rid, now)
             budget -= self._add_chunk(batch, rid, budget)
-        return batch or None
+            size += 1
+        return batch if size else None
 
     def _add_chunk(self, batch: Batch, rid: int, budget: int) -> int:
         st = self.state
