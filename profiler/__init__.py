@@ -1,0 +1,1 @@
+"""GPU operator profiler (measures per-operator times with PyTorch; writes Parquet profiles)."""

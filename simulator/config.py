@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator import catalogue
+from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError, one_of
 from simulator.execution.roofline import RooflineParams
@@ -120,6 +120,7 @@ class SimulationConfig:
 
     model: str = "llama-3-8b"
     sku: str = "h100-sxm"
+    catalogue: str = ""  # directory of user YAML merged over the built-in catalogue
     node: str = ""  # "" = the SKU's default node
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
@@ -134,15 +135,16 @@ class SimulationConfig:
     node_spec: NodeSpec = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.model_spec = catalogue.get_model(self.model)
-        self.sku_spec = catalogue.get_sku(self.sku)
+        cat = load_catalogue(self.catalogue or None)
+        self.model_spec = cat.model(self.model)
+        self.sku_spec = cat.sku(self.sku)
         if not self.node:
-            self.node = catalogue.default_node_for(self.sku)
-        self.node_spec = catalogue.get_node(self.node)
+            self.node = cat.default_node_for(self.sku)
+        self.node_spec = cat.node(self.node)
         if self.node_spec.sku != self.sku:
             raise ConfigError("node", self.node,
                               f"holds {self.node_spec.sku} GPUs, not sku={self.sku}; nodes for "
-                              f"{self.sku}: {', '.join(_nodes_for(self.sku))}")
+                              f"{self.sku}: {', '.join(cat.nodes_for(self.sku))}")
         one_of("router", self.router, ROUTERS)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", self.seed, "must be an integer >= 0")
@@ -248,5 +250,3 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0 and d <= 64]
 
 
-def _nodes_for(sku: str) -> list[str]:
-    return [n for n in catalogue.node_names() if catalogue.get_node(n).sku == sku]

@@ -100,15 +100,25 @@ class Simulation:
             pending[r] = t
             push(heap, (t, SCHEDULE, next(seq), r))
 
+        def schedule_now(r: int, t: float) -> None:
+            """SCHEDULE at ``t``: inline when no other event shares ``t`` (it would be
+            popped next anyway), else through the heap to keep the priority order."""
+            if heap and heap[0][0] <= t:
+                request_schedule(r, t)
+            else:
+                try_launch(r, t)
+
         def launch(batch: Batch, start: float) -> None:
             r = batch.replica
             times = execution.stage_times(batch.prefill_chunks, batch.prefill_prior,
                                           batch.decode_kv)
-            flags = st.in_flight
-            for rid in batch.prefill_ids:
-                flags[rid] = True
-            for rid in batch.decode_ids:
-                flags[rid] = True
+            if pp > 1:  # with one stage nothing is scheduled while a batch runs
+                flags = st.in_flight
+                for rid in batch.prefill_ids:
+                    flags[rid] = True
+                for rid in batch.decode_ids:
+                    flags[rid] = True
+                batch.flagged = True
             free = stage_free[r]
             starts, ends = [], []
             t = start
@@ -156,7 +166,7 @@ class Simulation:
                 replicas[r].on_batch_end(payload, t)
                 finished += before - replicas[r].outstanding
                 in_flight[r] -= 1
-                request_schedule(r, t)
+                schedule_now(r, t)
             elif kind == ARRIVAL:
                 rid = payload
                 next_arrival = rid + 1
@@ -170,7 +180,7 @@ class Simulation:
                     r = router.route(rid, replicas)
                     st.replica[rid] = r
                     replicas[r].add_request(rid)
-                    request_schedule(r, t)
+                    schedule_now(r, t)
             else:
                 if pending[payload] == t:
                     pending[payload] = INF

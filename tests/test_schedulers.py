@@ -23,7 +23,7 @@ def test_sarathi_respects_token_budget_and_mixes_decodes_with_a_chunk() -> None:
 
 
 def test_vllm_v1_serves_running_decodes_before_chunked_prefills() -> None:
-    reqs = table([0.0, 0.001], [100, 5000], [50, 5])
+    reqs = table([0.0, 0.001], [100, 3000], [50, 5])
     res = run("vllm_v1", reqs, chunk_size=512)
     b = res.batches
     assert (b.num_tokens <= 512).all()

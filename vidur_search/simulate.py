@@ -62,12 +62,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return result.summary
 
 
-@hydra.main(config_path="conf", config_name="simulate", version_base=None)
+@hydra.main(config_path="pkg://vidur_search.conf", config_name="simulate", version_base=None)
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except ConfigError as err:
-        console.print(f"[red]configuration error:[/red] {err}")
+        print(f"configuration error: {err}", file=sys.stderr)
         sys.exit(2)
 
 

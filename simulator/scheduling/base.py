@@ -139,11 +139,16 @@ class ReplicaScheduler(ABC):
 
     def _grow_or_preempt(self, rid: int, tokens: int, batch: Batch) -> bool:
         """Allocate for ``rid``; when blocks run out, preempt the newest running request
-        not already in this batch (vLLM's recompute policy). False if ``rid`` itself was
-        preempted."""
+        not already in this batch (vLLM's recompute policy). False if ``rid`` cannot run
+        this iteration: it preempted itself or, when the only other candidates are in
+        flight in the pipeline, it sits this iteration out holding its KV (self-preempting
+        then could make two requests undo each other's work forever)."""
         while not self._grow(rid, tokens):
             victim = self._newest_preemptible(batch)
             if victim is None or victim == rid:
+                in_flight = self.state.in_flight
+                if any(in_flight[r] for r in self.running):
+                    return False
                 self.preempt(rid)
                 return False
             self.preempt(victim)
@@ -171,27 +176,34 @@ class ReplicaScheduler(ABC):
         """Advance the batch's requests, emit their tokens, retire the completed."""
         st = self.state
         processed, generated, decode = st.processed, st.generated, st.decode
-        in_flight, tok_ids, tok_times = st.in_flight, st.tok_ids, st.tok_times
+        in_flight = st.in_flight
         done = []
+        emitted = []
         for rid, chunk in zip(batch.prefill_ids, batch.prefill_chunks, strict=True):
             in_flight[rid] = False
             processed[rid] += chunk
             if processed[rid] >= st.target[rid]:
                 g = generated[rid] = generated[rid] + 1
-                tok_ids.append(rid)
-                tok_times.append(now)
+                emitted.append(rid)
                 if g == 1:
                     st.first_token_at[rid] = now
                 if g >= decode[rid]:
                     done.append(rid)
-        for rid in batch.decode_ids:
-            in_flight[rid] = False
+        dec = batch.decode_ids
+        if batch.flagged:
+            for rid in dec:
+                in_flight[rid] = False
+        for rid in dec:
             processed[rid] += 1
             g = generated[rid] = generated[rid] + 1
-            tok_ids.append(rid)
-            tok_times.append(now)
             if g >= decode[rid]:
                 done.append(rid)
+        if emitted:
+            emitted.extend(dec)
+            dec = emitted
+        if dec:
+            st.tok_batches.append(dec)
+            st.tok_batch_times.append(now)
         if done:
             for rid in done:
                 self._release(rid)
@@ -219,9 +231,9 @@ class ReplicaScheduler(ABC):
         ids = self.running
         st = self.state
         n = len(ids)
-        # not worth trying when the next arrival comes within ~2 iterations (effort only:
-        # the checks below would find fewer than two iterations to advance)
-        if n == 0 or horizon - now < 1.5 * self.last_duration or not self.steady():
+        # not worth trying when the next arrival comes within ~4 iterations (effort only:
+        # a run of a few iterations costs more in numpy than it saves)
+        if n == 0 or horizon - now < 4 * self.last_duration or not self.steady():
             return None
         ctx = np.fromiter((st.processed[r] for r in ids), dtype=np.int64, count=n)
         rem = np.fromiter((st.decode[r] - st.generated[r] for r in ids), dtype=np.int64, count=n)

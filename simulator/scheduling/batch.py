@@ -14,6 +14,7 @@ class Batch:
         "decode_ids",
         "decode_kv",
         "end",
+        "flagged",
         "prefill_chunks",
         "prefill_ids",
         "prefill_prior",
@@ -30,6 +31,7 @@ class Batch:
         self.prefill_prior: list[int] = []
         self.decode_ids: list[int] = []
         self.decode_kv: list[int] = []
+        self.flagged = False  # its requests are marked in flight (pipelines only)
         self.start = 0.0
         self.end = 0.0
         self.stage_start: list[float] = []

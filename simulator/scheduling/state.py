@@ -36,16 +36,21 @@ class RequestState:
         self.completed_at: list[float] = [math.nan] * n
         self.preemptions: list[int] = [0] * n
         self.reject_reason: list[str] = [""] * n
-        # token log: scalars from single iterations, arrays from fast-forwarded runs
-        self.tok_ids: list[int] = []
-        self.tok_times: list[float] = []
+        # token log: per batch, the requests that emitted a token and the time; arrays
+        # for fast-forwarded runs (no per-token Python objects)
+        self.tok_batches: list[list[int]] = []
+        self.tok_batch_times: list[float] = []
         self.tok_id_chunks: list[np.ndarray] = []
         self.tok_time_chunks: list[np.ndarray] = []
 
     def token_log(self) -> tuple[np.ndarray, np.ndarray]:
         """All emitted tokens as (request id, time), sorted by request then time."""
-        ids = np.concatenate([np.asarray(self.tok_ids, dtype=np.int64), *self.tok_id_chunks])
-        times = np.concatenate([np.asarray(self.tok_times, dtype=np.float64),
+        counts = np.fromiter(map(len, self.tok_batches), dtype=np.int64,
+                             count=len(self.tok_batches))
+        flat = np.fromiter((r for b in self.tok_batches for r in b), dtype=np.int64,
+                           count=int(counts.sum()))
+        ids = np.concatenate([flat, *self.tok_id_chunks])
+        times = np.concatenate([np.repeat(np.asarray(self.tok_batch_times), counts),
                                 *self.tok_time_chunks])
         order = np.lexsort((times, ids))
         return ids[order], times[order]
