@@ -75,7 +75,7 @@ def test_invariants(c: dict) -> None:
             assert np.all(st[order][1:] >= en[order][:-1])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(cases)
 def test_fast_forward_changes_nothing(c: dict) -> None:
     """The steady-phase fast path gives the same tables, bit for bit, as iteration steps."""

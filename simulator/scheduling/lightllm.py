@@ -92,5 +92,6 @@ class LightLLMScheduler(ReplicaScheduler):
         st = self.state
         if any(st.in_flight[r] or st.processed[r] < st.target[r] for r in self.running):
             return False
-        return (not self.waiting or len(self.running) >= self.cfg.max_batch_size
-                or not self._peak_fits(self.waiting[0]))
+        # a request refused for projected peak memory is not refused for long: the peak
+        # falls as running requests near their end, so only a full batch is stable
+        return not self.waiting or len(self.running) >= self.cfg.max_batch_size
