@@ -42,7 +42,7 @@ def main() -> None:
             "scheduler": {"name": "sarathi", "chunk_size": 512, "max_batch_size": 256},
             "workload": {"num_requests": n, "trace_file": str(TRACE),
                          "arrival": {"kind": "poisson", "rate": rate},
-                         "lengths": {"kind": "trace"}},
+                         "lengths": {"kind": "trace", "max_total_tokens": 4096}},
         })
 
     rate = args.rate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 import numpy as np
 
@@ -47,10 +48,16 @@ class RequestState:
         """All emitted tokens as (request id, time), sorted by request then time."""
         counts = np.fromiter(map(len, self.tok_batches), dtype=np.int64,
                              count=len(self.tok_batches))
-        flat = np.fromiter((r for b in self.tok_batches for r in b), dtype=np.int64,
-                           count=int(counts.sum()))
+        flat = np.array(list(chain.from_iterable(self.tok_batches)), dtype=np.int64)
         ids = np.concatenate([flat, *self.tok_id_chunks])
         times = np.concatenate([np.repeat(np.asarray(self.tok_batch_times), counts),
                                 *self.tok_time_chunks])
-        order = np.lexsort((times, ids))
-        return ids[order], times[order]
+        # each request's tokens are logged in time order, so a stable sort by request
+        # suffices; check it, and fall back to sorting on both keys if not
+        order = np.argsort(ids, kind="stable")
+        ids, times = ids[order], times[order]
+        same = ids[1:] == ids[:-1]
+        if np.any(np.diff(times)[same] < 0):
+            order = np.lexsort((times, ids))
+            ids, times = ids[order], times[order]
+        return ids, times
