@@ -127,3 +127,17 @@ def test_single_request_takes_the_sum_of_its_batch_times(scheduler: str, pp: int
     assert rec.completed_at[0] == pytest.approx(expected, rel=1e-12, abs=0)
     assert math.isclose(rec.completed_at[0],
                         float(np.sum(rec.batch_end - rec.batch_start)), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_arrival_at_a_batch_end_joins_the_next_batch(fast_forward: bool) -> None:
+    """Same-time events: the batch end, then the arrival, then scheduling."""
+    first = run("sarathi", table([0.0], [100], [30])).records
+    t1 = float(first.batch_end[0])  # the prefill's end: request 0 starts decoding
+    rec = run("sarathi", table([0.0, t1], [100, 50], [30, 5]),
+              engine={"fast_forward": fast_forward}).records
+    assert rec.batch_end[0] == t1
+    # the batch starting at t1 decodes request 0 and prefills request 1
+    i = int(np.flatnonzero(rec.batch_start == t1)[0])
+    assert rec.batch_num_decodes[i] == 1 and rec.batch_prefill_tokens[i] == 50
+    assert rec.scheduled_at[1] == t1
