@@ -108,10 +108,11 @@ class Simulation:
             else:
                 try_launch(r, t)
 
-        def launch(batch: Batch, start: float) -> None:
+        def launch(batch: Batch, start: float, times: tuple[float, ...] | None = None) -> None:
             r = batch.replica
-            times = execution.stage_times(batch.prefill_chunks, batch.prefill_prior,
-                                          batch.decode_kv)
+            if times is None:
+                times = execution.stage_times(batch.prefill_chunks, batch.prefill_prior,
+                                              batch.decode_kv)
             if pp > 1:  # with one stage nothing is scheduled while a batch runs
                 flags = st.in_flight
                 for rid in batch.prefill_ids:
@@ -148,8 +149,10 @@ class Simulation:
                     horizon = arrivals[next_arrival] if next_arrival < n else INF
                     res = sched.fast_forward(now, horizon, execution, ff_cap)
                     if res is not None:
-                        log.add_steady(r, *res, len(sched.running))
-                        start = free[0] = float(res[1][-1])
+                        starts, ends, used, last, runtime = res
+                        log.add_steady(r, starts, ends, used, len(last.decode_ids))
+                        launch(last, float(ends[-1]), (runtime,))
+                        continue
                 batch = sched.schedule(start)
                 if batch is None:
                     return

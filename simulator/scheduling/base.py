@@ -214,19 +214,21 @@ class ReplicaScheduler(ABC):
 
     # ----------------------------------------------------------------- fast path
     def _on_fast_forward(self, steps: int) -> None:
-        """Hook: ``steps`` decode-only iterations were advanced without ``schedule``."""
+        """Hook: ``steps`` decode-only iterations were planned without ``schedule``."""
         return None
 
     def fast_forward(
         self, now: float, horizon: float, execution: ExecutionModel, max_steps: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Batch, float] | None:
         """Run all-decode iterations in one go while nothing outside can change them.
 
-        Advances the running requests by every iteration of the steady phase that starts
-        before ``horizon`` (the next arrival) except the last, which the engine then
-        launches as an ordinary batch, so completions and the next decision happen at
-        their exact times. Returns the advanced iterations' (starts, ends, blocks used),
-        or None when fewer than two iterations qualify. Only for one pipeline stage.
+        Takes every iteration of the steady phase that starts before ``horizon`` (the
+        next arrival): all but the last are advanced now (token times and batch rows as
+        arrays); the last is returned as an ordinary batch with its runtime, for the
+        engine to launch, so that completions and the next decision happen at their own
+        event. Returns (starts, ends, blocks used) of the advanced iterations, the last
+        batch and its runtime; or None when fewer than two iterations qualify. Only for
+        one pipeline stage.
         """
         ids = self.running
         st = self.state
@@ -241,9 +243,9 @@ class ReplicaScheduler(ABC):
         if k < 2:
             return None
         steps = np.arange(1, k + 1, dtype=np.int64)
-        held = np.fromiter((st.blocks[r] for r in ids), dtype=np.int64, count=n)
         if self.kv_grows:
             bs = self.block_size
+            held = np.fromiter((st.blocks[r] for r in ids), dtype=np.int64, count=n)
             need = (ctx[:, None] + steps[None, :] + (bs - 1)) // bs - held[:, None]
             new_blocks = np.maximum(need, 0).sum(axis=0)
             k = min(k, int(np.searchsorted(new_blocks, self.free_blocks, side="right")))
@@ -255,20 +257,23 @@ class ReplicaScheduler(ABC):
         ends = np.cumsum(np.concatenate(([now], times)))[1:]
         starts = np.concatenate(([now], ends[:-1]))
         k = min(k, int(np.searchsorted(starts, horizon, side="left")))
-        adv = k - 1  # the last qualifying iteration runs as an ordinary batch
-        if adv < 1:
+        if k < 2:
             return None
+        adv = k - 1  # advanced now; iteration k is returned as a batch
         for r in ids:
             st.processed[r] += adv
             st.generated[r] += adv
         if self.kv_grows:
             bs = self.block_size
             for r, c in zip(ids, ctx.tolist(), strict=True):
-                st.blocks[r] = max(st.blocks[r], -(-(c + adv) // bs))
-            self.free_blocks -= int(new_blocks[adv - 1])
-        self._on_fast_forward(adv)
+                st.blocks[r] = max(st.blocks[r], -(-(c + k) // bs))
+        used_before = self.num_blocks - self.free_blocks
+        self.free_blocks -= int(new_blocks[k - 1])
+        self._on_fast_forward(k)
         ids_arr = np.asarray(ids, dtype=np.int64)
         st.tok_id_chunks.append(np.tile(ids_arr, adv))
         st.tok_time_chunks.append(np.repeat(ends[:adv], n))
-        used = (self.num_blocks - self.free_blocks) - int(new_blocks[adv - 1]) + new_blocks[:adv]
-        return starts[:adv], ends[:adv], used
+        last = Batch(self.replica)
+        last.decode_ids = list(ids)
+        last.decode_kv = (ctx + k).tolist()
+        return starts[:adv], ends[:adv], used_before + new_blocks[:adv], last, float(times[k - 1])
