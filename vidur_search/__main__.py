@@ -1,10 +1,6 @@
-"""``python -m vidur_search``: the main job.
+"""``python -m vidur_search``: the configuration search (see vidur_search/app.py)."""
 
-Until the configuration search lands, it runs one default simulation (the same as
-``python -m vidur_search.simulate``) with the same overrides.
-"""
-
-from vidur_search.simulate import main
+from vidur_search.app import main
 
 if __name__ == "__main__":
     main()

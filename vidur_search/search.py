@@ -1,0 +1,419 @@
+"""The sweep: Ray Tune runs one trial per candidate, Optuna chooses the candidates.
+
+One study per workload. TPE (single objective: capacity per dollar) or NSGA-II (capacity
+per dollar vs TTFT vs TBT) sample through Ray Tune's ``OptunaSearch`` with Optuna storage
+(SQLite by default, any SQLAlchemy URL); ``grid`` runs every runnable candidate through
+Tune's grid search. A driver-side callback appends each finished trial to
+``trials.parquet`` as it finishes, so a killed sweep restarted on the same output folder
+re-runs nothing that finished: finished candidates are served from a shared results cache
+(a Ray actor seeded from the table), and the Optuna study, reloaded from its storage,
+only asks for the trials still missing from the budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator import ConfigError
+from simulator.workload import generate_requests
+from vidur_search.capacity import CapacitySettings, Slo
+from vidur_search.results import TrialsTable, objective
+from vidur_search.space import CHUNKED, Candidate, Space, build_space, layout, simulation_config
+from vidur_search.trial import TrialContext, run_trial
+
+# Ray's own environment: no token auth between local processes, no usage reporting, and
+# no per-trial CSV/JSON/TensorBoard logs (the trials table is the record).
+RAY_ENV = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
+}
+NSGA_METRICS = ["capacity_per_dollar", "ttft_objective", "tbt_objective"]
+NSGA_MODES = ["max", "min", "min"]
+
+
+@dataclass
+class StudyPlan:
+    """What one workload's study will do (also what ``--dry-run`` style output shows)."""
+
+    workload: str
+    ctx: TrialContext
+    finished: dict[str, dict[str, Any]]
+    remaining: int
+    study_name: str
+    warm_points: list[dict[str, Any]] = field(default_factory=list)
+
+
+def base_settings(app: dict[str, Any], workload: dict[str, Any]) -> dict[str, Any]:
+    """The per-workload settings every simulation shares (see ``space.simulation_config``)."""
+    nodes = dict(app["node"].get("nodes") or {})
+    return {"model": app["model"]["name"], "catalogue": app["model"].get("catalogue", ""),
+            "nodes": nodes, "workload": workload, "execution": app["execution"],
+            "seed": app["seed"]}
+
+
+def check_workloads(app: dict[str, Any], space: Space) -> None:
+    """Build and generate every workload once, so a bad trace fails before any trial."""
+    cap = app["search"]["capacity"]
+    for name, workload in app["workloads"].items():
+        base = base_settings(app, workload)
+        try:
+            cfg = simulation_config(base, space.candidates[0],
+                                    cap["max_requests_per_replica"])
+            generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
+        except ConfigError as err:
+            raise ConfigError(f"workloads.{name}.{err.field.removeprefix('workload.')}",
+                              err.value, err.allowed) from err
+        if cfg.workload.arrival.kind not in ("poisson", "gamma", "trace"):
+            raise ConfigError(f"workloads.{name}.arrival.kind", cfg.workload.arrival.kind,
+                              "poisson, gamma or trace (a capacity search scales the rate)")
+
+
+def make_space(app: dict[str, Any]) -> Space:
+    """The runnable candidates; an empty space is a configuration error naming the drops."""
+    first = next(iter(app["workloads"].values()))
+    space_cfg = dict(app["search"]["space"])
+    space_cfg["skus"] = list(app["sku"]["skus"])
+    space = build_space(base_settings(app, first), space_cfg, 1)
+    if not space.candidates:
+        raise ConfigError("search.space", "(every configuration dropped)",
+                          "no configuration can run:\n" + space.summary())
+    return space
+
+
+def trial_context(app: dict[str, Any], name: str, prices: dict[str, float]) -> TrialContext:
+    cap = app["search"]["capacity"]
+    return TrialContext(
+        base=base_settings(app, app["workloads"][name]), workload_name=name,
+        slo=Slo(**app["slo"]),
+        capacity=CapacitySettings(precision=cap["precision"], min_qps=cap["min_qps"],
+                                  max_qps=cap["max_qps"],
+                                  max_simulations=cap["max_simulations"],
+                                  min_requests=cap["min_requests_per_replica"],
+                                  window_s=cap["window_s"]),
+        requests_per_replica=cap["max_requests_per_replica"],
+        replica_scaling=cap["replica_scaling"], prices=prices,
+        max_trial_s=float(cap.get("max_trial_s", 0.0)),
+    )
+
+
+class DefineByRun:
+    """Optuna's define-by-run space: SKU, layout, scheduler, batch cap, and a chunk size
+    only for schedulers with a chunked token budget. A class (not a closure) because Ray
+    pickles the searcher with the standard pickler when it checkpoints."""
+
+    def __init__(self, space: Space) -> None:
+        self.skus = sorted({c.sku for c in space.candidates})
+        self.layouts = space.parallel_choices()
+        self.scheds = sorted({c.scheduler for c in space.candidates})
+        self.caps = sorted({c.batch_cap for c in space.candidates})
+        self.chunks = sorted({c.chunk_size for c in space.candidates if c.chunk_size})
+
+    def __call__(self, trial: Any) -> None:
+        trial.suggest_categorical("sku", self.skus)
+        trial.suggest_categorical("parallel", self.layouts)
+        sched = trial.suggest_categorical("scheduler", self.scheds)
+        trial.suggest_categorical("batch_cap", self.caps)
+        if sched in CHUNKED and self.chunks:
+            trial.suggest_categorical("chunk_size", self.chunks)
+
+
+def params_of(c: Candidate, space: Space) -> dict[str, Any]:
+    """The sampler parameters that select candidate ``c`` (for warm starts)."""
+    with_reps = any("-r" in v for v in space.parallel_choices())
+    p: dict[str, Any] = {"sku": c.sku, "parallel": layout(c, with_reps),
+                         "scheduler": c.scheduler, "batch_cap": c.batch_cap}
+    if c.scheduler in CHUNKED and c.chunk_size:
+        p["chunk_size"] = c.chunk_size
+    return p
+
+
+def _resolve(config: dict[str, Any], space: Space) -> Candidate:
+    if "key" in config:
+        return space.by_key()[config["key"]]
+    return space.nearest(config)
+
+
+def _tune_metrics(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    out["ttft_objective"] = objective(row, "ttft_p90")
+    out["tbt_objective"] = objective(row, "tbt_p99")
+    for k, v in out.items():  # Tune's result handling chokes on inf in some paths
+        if isinstance(v, float) and math.isinf(v):
+            out[k] = 1e18
+    return out
+
+
+def _restore_inf(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (math.inf if isinstance(v, float) and v >= 1e18 else v) for k, v in row.items()}
+
+
+def make_trainable(ctx: TrialContext, space: Space, cache: Any) -> Callable[[dict], None]:
+    """The Ray Tune function trainable of one study."""
+
+    def trainable(config: dict[str, Any]) -> None:
+        import ray
+        from ray import tune
+
+        cand = _resolve(config, space)
+        row = ray.get(cache.get.remote(cand.key))
+        cached = row is not None
+        if row is None:
+            row = run_trial(ctx, cand)
+            cache.put.remote(cand.key, row)
+        metrics = _tune_metrics(row)
+        metrics["cached"] = cached
+        tune.report(metrics)
+
+    return trainable
+
+
+def _cache_actor(rows: dict[str, dict[str, Any]]) -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ResultsCache:
+        """Finished trials by candidate key, shared by every worker of a study."""
+
+        def __init__(self, rows: dict[str, dict[str, Any]]) -> None:
+            self.rows = rows
+
+        def get(self, key: str) -> dict[str, Any] | None:
+            return self.rows.get(key)
+
+        def put(self, key: str, row: dict[str, Any]) -> None:
+            self.rows.setdefault(key, row)
+
+    return ResultsCache.remote(rows)
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """Silence Tune's and Optuna's per-trial INFO chatter: the progress bar and the trials
+    table say what happened (Tune's warnings about the per-trial result files it is told
+    not to write included)."""
+    import optuna
+
+    names = ("ray.tune", "ray.train", "optuna")
+    old = [logging.getLogger(n).level for n in names]
+    for n in names:
+        logging.getLogger(n).setLevel(logging.ERROR)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        for n, level in zip(names, old, strict=True):
+            logging.getLogger(n).setLevel(level)
+        optuna.logging.set_verbosity(verbosity)
+
+
+def init_ray(ray_cfg: dict[str, Any]) -> int:
+    """Start (or join) Ray; returns the CPUs it sees (the trial concurrency bound)."""
+    for k, v in RAY_ENV.items():
+        os.environ.setdefault(k, v)
+    import ray
+
+    if not ray.is_initialized():
+        if ray_cfg.get("address"):
+            ray.init(address=ray_cfg["address"], log_to_driver=False)
+        else:
+            ray.init(num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False,
+                     log_to_driver=False)
+    return int(ray.cluster_resources().get("CPU", 1))
+
+
+def optuna_storage(url: str) -> Any:
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url)
+
+
+def completed_in_study(storage: Any, study_name: str) -> int:
+    """Trials of ``study_name`` already completed in ``storage`` (0 for a new study)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return 0
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+class Sweep:
+    """One sweep over every workload of an experiment, writing ``out_dir/trials.parquet``."""
+
+    def __init__(self, app: dict[str, Any], out_dir: Path, *, storage_url: str,
+                 study_prefix: str, warm: pd.DataFrame | None = None,
+                 progress: Any = None) -> None:
+        from vidur_search.settings import prices
+
+        self.app, self.out_dir = app, out_dir
+        self.space = make_space(app)
+        check_workloads(app, self.space)
+        self.prices = prices(app)
+        self.table = TrialsTable(out_dir / "trials.parquet")
+        self.storage_url = storage_url
+        self.study_prefix = study_prefix
+        self.warm = warm
+        self.progress = progress
+
+    def plans(self) -> list[StudyPlan]:
+        """Per workload: the finished trials and how many new ones the budget leaves."""
+        out = []
+        sampler = self.app["search"]["sampler"]
+        storage = optuna_storage(self.storage_url) if sampler != "grid" else None
+        for name in self.app["workloads"]:
+            ctx = trial_context(self.app, name, self.prices)
+            finished = self.table.done(name)
+            study = f"{self.study_prefix}-{name}"
+            if sampler == "grid":
+                remaining = sum(1 for c in self.space.candidates if c.key not in finished)
+            else:
+                remaining = max(0, self.app["search"]["num_trials"]
+                                - completed_in_study(storage, study))
+            out.append(StudyPlan(name, ctx, finished, remaining, study,
+                                 self._warm_points(name)))
+        return out
+
+    def _warm_points(self, workload: str) -> list[dict[str, Any]]:
+        k = int(self.app["search"].get("warm_start_points", 0))
+        if self.warm is None or k <= 0 or self.app["search"]["sampler"] == "grid":
+            return []
+        prev = self.warm[(self.warm["workload"] == workload) & (self.warm["status"] == "ok")]
+        prev = prev.sort_values("capacity_per_dollar", ascending=False)
+        keys = self.space.by_key()
+        return [params_of(keys[key], self.space) for key in prev["key"] if key in keys][:k]
+
+    def run(self) -> pd.DataFrame:
+        """Run every study; returns the whole trials table (this run's and earlier rows)."""
+        from ray import tune
+        from ray.tune.search.optuna import OptunaSearch
+
+        cpus = init_ray(self.app["ray"])
+        per_trial = float(self.app["ray"]["cpus_per_trial"])
+        concurrency = max(1, int(cpus // per_trial))
+        search = self.app["search"]
+        for plan in self.plans():
+            if plan.remaining <= 0:
+                self._say(f"{plan.workload}: nothing left to run "
+                          f"({len(plan.finished)} trials already finished)")
+                continue
+            cache = _cache_actor(plan.finished)
+            trainable = tune.with_resources(make_trainable(plan.ctx, self.space, cache),
+                                            {"cpu": per_trial})
+            if search["sampler"] == "grid":
+                keys = [c.key for c in self.space.candidates if c.key not in plan.finished]
+                param_space: dict[str, Any] = {"key": tune.grid_search(keys)}
+                tune_cfg = tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,
+                                           reuse_actors=True)
+            else:
+                param_space = {}
+                tune_cfg = tune.TuneConfig(
+                    search_alg=self._searcher(plan, OptunaSearch),
+                    num_samples=plan.remaining, max_concurrent_trials=concurrency,
+                    reuse_actors=True)
+            writer = _writer_callback(self, plan)
+            run_cfg = tune.RunConfig(
+                name=f"{plan.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str((self.out_dir / "ray").resolve()),
+                callbacks=[writer], verbose=0, log_to_file=False,
+            )
+            self._say(f"{plan.workload}: {plan.remaining} trials on {concurrency} "
+                      f"concurrent workers ({search['sampler']})")
+            with quiet_logs():
+                tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
+                           run_config=run_cfg).fit()
+        return self.table.frame()
+
+    def _searcher(self, plan: StudyPlan, optuna_search: type) -> Any:
+        import optuna
+
+        search = self.app["search"]
+        seed = int(self.app["seed"])
+        if search["sampler"] == "nsga2":
+            pop = max(4, min(50, search["num_trials"] // 4))
+            sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)
+            metric, mode = NSGA_METRICS, NSGA_MODES
+        else:
+            startup = max(3, min(10, search["num_trials"] // 4))
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+            metric, mode = "capacity_per_dollar", "max"
+        return optuna_search(
+            space=DefineByRun(self.space), metric=metric, mode=mode, sampler=sampler,
+            study_name=plan.study_name, storage=optuna_storage(self.storage_url),
+            points_to_evaluate=plan.warm_points or None,
+        )
+
+    def _say(self, msg: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(msg)
+        else:
+            print(msg)
+
+
+def _writer_callback(sweep: Sweep, plan: StudyPlan) -> Any:
+    """A Tune driver callback: append each new trial to the table, drive the progress bar."""
+    from ray.tune import Callback
+
+    from vidur_search.results import COLUMNS
+    from vidur_search.trial import failed_row
+
+    class TrialsWriter(Callback):
+        def __init__(self) -> None:
+            self.best = 0.0
+            self.done = 0
+            self.task = None
+            if sweep.progress is not None:
+                self.task = sweep.progress.add_task(plan.workload, total=plan.remaining)
+
+        def __reduce__(self) -> tuple:
+            # Tune pickles its callbacks into the experiment state; this one lives in the
+            # driver only (it holds the open table and the progress bar), so it pickles
+            # as a plain no-op callback.
+            return (Callback, ())
+
+        def _record(self, row: dict[str, Any], trial_id: str) -> None:
+            row = dict(row)
+            row["trial_id"] = f"{plan.workload}-{trial_id}"
+            sweep.table.append(row)
+
+        def on_trial_result(self, iteration: int, trials: list, trial: Any,
+                            result: dict, **info: Any) -> None:
+            if not result.get("cached"):
+                self._record(_restore_inf({k: result.get(k) for k in COLUMNS}),
+                             trial.trial_id)
+            self.best = max(self.best, float(result.get("capacity_per_dollar") or 0.0))
+            self._advance()
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any,
+                           **info: Any) -> None:
+            cand = _resolve(trial.config, sweep.space)
+            err = str(getattr(trial, "error_msg", "") or "worker died").strip()
+            self._record(failed_row(plan.ctx, cand, err.splitlines()[-1] if err else err),
+                         trial.trial_id)
+            self._advance()
+
+        def _advance(self) -> None:
+            self.done += 1
+            if sweep.progress is not None and self.task is not None:
+                sweep.progress.update(
+                    self.task, completed=self.done,
+                    description=f"{plan.workload} best {self.best:.3g} QPS per $/h")
+
+    return TrialsWriter()

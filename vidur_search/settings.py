@@ -1,0 +1,200 @@
+"""The search app's config schema (Hydra structured configs) and its semantic checks.
+
+The dataclasses below are registered in Hydra's ConfigStore as ``search_schema`` and sit
+first in ``conf/config.yaml``'s defaults, so Hydra itself rejects a misspelt key or a value
+of the wrong type with its own message. ``check`` then rejects what types cannot express
+(an unknown SKU or one without a price, an empty space, an SLO quantile we do not measure)
+by raising ``ConfigError`` before any trial runs.
+
+``workloads`` stays an untyped mapping here: each entry is a ``simulator`` workload and is
+checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys included).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+from simulator import ConfigError
+from simulator.catalogue import load_catalogue
+from simulator.errors import one_of
+
+SAMPLERS = ("tpe", "nsga2", "grid")
+MODES = ("normal", "nightly")
+REPLICA_SCALING = ("linear", "simulate")
+SLO_QUANTILES = ("p50", "p90", "p95", "p99")
+
+
+@dataclass
+class ModelSettings:
+    name: str = "llama-3-8b"
+    catalogue: str = ""  # directory of user YAML merged over the built-in catalogue
+
+
+@dataclass
+class SkuSettings:
+    skus: list[str] = field(default_factory=lambda: ["h100-sxm"])
+    prices: dict[str, float] = field(default_factory=dict)  # USD/GPU-hour; {} = catalogue
+
+
+@dataclass
+class NodeSettings:
+    nodes: dict[str, str] = field(default_factory=dict)  # sku -> node type; {} = defaults
+
+
+@dataclass
+class SloSettings:
+    ttft_quantile: str = "p90"
+    ttft_s: float = 2.0
+    tbt_quantile: str = "p99"
+    tbt_s: float = 0.2
+    max_sched_delay_p99_s: float = 5.0
+
+
+@dataclass
+class SpaceSettings:
+    tensor_parallel: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    pipeline_parallel: list[int] = field(default_factory=lambda: [1])
+    replicas: list[int] = field(default_factory=lambda: [1])
+    max_gpus: int = 8
+    fill_budget: bool = True  # replicas = max_gpus // (tp * pp) instead of the list
+    schedulers: list[str] = field(default_factory=lambda: ["vllm_v0", "orca", "sarathi"])
+    batch_caps: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    chunk_sizes: list[int] = field(default_factory=lambda: [512, 1024, 2048])
+
+
+@dataclass
+class CapacityConfig:
+    # a probe at QPS q simulates max(min, q * window_s) requests per replica, at most max
+    min_requests_per_replica: int = 200
+    max_requests_per_replica: int = 3000
+    window_s: float = 60.0
+    precision: float = 0.05  # relative width of the final QPS bracket
+    min_qps: float = 0.01
+    max_qps: float = 10000.0
+    max_simulations: int = 24
+    replica_scaling: str = "linear"  # linear: simulate one replica at QPS / replicas
+    max_trial_s: float = 0.0  # > 0: a trial running longer is recorded as failed
+
+
+@dataclass
+class SearchSettings:
+    sampler: str = "tpe"
+    num_trials: int = 40  # per workload (grid: ignored, every candidate runs)
+    space: SpaceSettings = field(default_factory=SpaceSettings)
+    capacity: CapacityConfig = field(default_factory=CapacityConfig)
+    storage: str = ""  # Optuna storage URL; "" = sqlite in the output (or nightly) folder
+    warm_start_points: int = 5  # nightly: previous best plans re-measured first
+
+
+@dataclass
+class RaySettings:
+    address: str | None = None  # None: start Ray in this process; "auto" / "ray://h:p"
+    num_cpus: int | None = None  # local only; None = every core
+    cpus_per_trial: float = 1.0
+
+
+@dataclass
+class OutputSettings:
+    mode: str = "normal"  # nightly: dated folder under one root, warm start, diff
+    dir: str = "outputs/${name}/${now:%Y-%m-%d_%H-%M-%S}"
+    regression_tolerance: float = 0.02  # nightly: a best capacity/$ drop beyond this fails
+    target_qps: float = 0.0  # > 0: also report the plan that serves this load
+    slo_tiers: dict[str, dict[str, float]] = field(default_factory=dict)
+    progress: bool = True
+
+
+@dataclass
+class SearchAppConfig:
+    name: str = "default"
+    seed: int = 0
+    reference_dir: str = "../shared/reference"  # public measurements and traces
+    model: ModelSettings = field(default_factory=ModelSettings)
+    sku: SkuSettings = field(default_factory=SkuSettings)
+    node: NodeSettings = field(default_factory=NodeSettings)
+    workloads: dict[str, Any] = field(default_factory=dict)
+    execution: dict[str, Any] = field(default_factory=lambda: {"kind": "roofline"})
+    slo: SloSettings = field(default_factory=SloSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    ray: RaySettings = field(default_factory=RaySettings)
+    output: OutputSettings = field(default_factory=OutputSettings)
+
+
+def register() -> None:
+    """Put the schema in Hydra's ConfigStore (``- search_schema`` in the defaults list)."""
+    ConfigStore.instance().store(name="search_schema", node=SearchAppConfig)
+
+
+def prices(app: dict[str, Any]) -> dict[str, float]:
+    """USD per GPU-hour of every searched SKU: the config's override, else the catalogue."""
+    cat = load_catalogue(app["model"].get("catalogue") or None)
+    out = {}
+    for sku in app["sku"]["skus"]:
+        price = app["sku"].get("prices", {}).get(sku, cat.sku(sku).price_per_hour)
+        if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
+            raise ConfigError(f"sku.prices.{sku}", price,
+                              "a positive price in USD per GPU-hour (set sku.prices."
+                              f"{sku}=<price> or add price_per_hour to the catalogue)")
+        out[sku] = float(price)
+    return out
+
+
+def check(app: dict[str, Any]) -> None:
+    """Semantic checks Hydra's types cannot express; raises ConfigError naming the field."""
+    cat = load_catalogue(app["model"].get("catalogue") or None)
+    cat.model(app["model"]["name"])
+    if not app["sku"]["skus"]:
+        raise ConfigError("sku.skus", [], "a non-empty list of catalogue SKUs")
+    for sku in app["sku"]["skus"]:
+        cat.sku(sku)
+    for sku in app["sku"].get("prices", {}):
+        if sku not in app["sku"]["skus"]:
+            raise ConfigError("sku.prices", sku, "SKUs of sku.skus: "
+                              + ", ".join(app["sku"]["skus"]))
+    prices(app)
+    for sku, node in app["node"].get("nodes", {}).items():
+        one_of(f"node.nodes.{sku}", node, cat.nodes_for(sku))
+    slo = app["slo"]
+    one_of("slo.ttft_quantile", slo["ttft_quantile"], SLO_QUANTILES)
+    one_of("slo.tbt_quantile", slo["tbt_quantile"], SLO_QUANTILES)
+    for key in ("ttft_s", "tbt_s", "max_sched_delay_p99_s"):
+        if not slo[key] > 0:
+            raise ConfigError(f"slo.{key}", slo[key], "a positive number of seconds")
+    if not app["workloads"]:
+        raise ConfigError("workloads", {}, "at least one named workload, e.g. "
+                          "'+workload@workloads.chat=chat'")
+    search = app["search"]
+    one_of("search.sampler", search["sampler"], SAMPLERS)
+    one_of("output.mode", app["output"]["mode"], MODES)
+    if search["num_trials"] < 1:
+        raise ConfigError("search.num_trials", search["num_trials"], "an integer >= 1")
+    cap = search["capacity"]
+    one_of("search.capacity.replica_scaling", cap["replica_scaling"], REPLICA_SCALING)
+    if cap["min_requests_per_replica"] < 10:
+        raise ConfigError("search.capacity.min_requests_per_replica",
+                          cap["min_requests_per_replica"],
+                          "an integer >= 10 (quantiles need enough requests)")
+    if cap["max_requests_per_replica"] < cap["min_requests_per_replica"]:
+        raise ConfigError("search.capacity.max_requests_per_replica",
+                          cap["max_requests_per_replica"],
+                          f">= search.capacity.min_requests_per_replica="
+                          f"{cap['min_requests_per_replica']}")
+    if not cap["window_s"] > 0:
+        raise ConfigError("search.capacity.window_s", cap["window_s"], "> 0 seconds")
+    if not 0 < cap["precision"] < 1:
+        raise ConfigError("search.capacity.precision", cap["precision"],
+                          "a fraction in (0, 1), e.g. 0.05")
+    if not 0 < cap["min_qps"] < cap["max_qps"]:
+        raise ConfigError("search.capacity.min_qps", cap["min_qps"],
+                          f"positive and below search.capacity.max_qps={cap['max_qps']}")
+    if cap["max_simulations"] < 2:
+        raise ConfigError("search.capacity.max_simulations", cap["max_simulations"],
+                          "an integer >= 2")
+    if app["ray"]["cpus_per_trial"] <= 0:
+        raise ConfigError("ray.cpus_per_trial", app["ray"]["cpus_per_trial"], "> 0")
+    if app["output"]["target_qps"] < 0:
+        raise ConfigError("output.target_qps", app["output"]["target_qps"],
+                          ">= 0 (0 = no target-load plan)")
