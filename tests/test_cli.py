@@ -63,7 +63,9 @@ def test_wheel_ships_the_config_tree_and_catalogue(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("vidur_search/conf/simulate.yaml", "vidur_search/conf/scheduler/sarathi.yaml",
               "vidur_search/conf/workload/chat.yaml", "simulator/catalogue/models.yaml",
-              "simulator/catalogue/skus.yaml", "simulator/catalogue/nodes.yaml"):
+              "simulator/catalogue/skus.yaml", "simulator/catalogue/nodes.yaml",
+              "vidur_search/conf/config.yaml", "vidur_search/conf/experiment/smoke.yaml",
+              "vidur_search/conf/experiment/llama70b.yaml", "vidur_search/conf/slo/paper.yaml"):
         assert f in names, f
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
@@ -75,3 +77,9 @@ def test_wheel_ships_the_config_tree_and_catalogue(tmp_path: Path) -> None:
              "workload.num_requests=16", cwd=tmp_path, env=env)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "out" / "summary.json").exists()
+    # the search app composes its config tree (with an experiment preset) from the wheel
+    job = subprocess.run([sys.executable, "-m", "vidur_search", "+experiment=llama70b",
+                          "--cfg", "job"], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=120)
+    assert job.returncode == 0, job.stderr
+    assert "llama-2-70b" in job.stdout and "sampler: tpe" in job.stdout

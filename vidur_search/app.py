@@ -37,6 +37,8 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     from another directory than the one the user typed the paths in)."""
     app: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     app.pop("hydra", None)
+    # an experiment drops a workload of the defaults by setting it to null
+    app["workloads"] = {k: v for k, v in app["workloads"].items() if v is not None}
     for workload in app["workloads"].values():
         if isinstance(workload, dict) and workload.get("trace_file"):
             workload["trace_file"] = to_absolute_path(workload["trace_file"])
@@ -73,7 +75,7 @@ def run(cfg: DictConfig) -> int:
     target = app["output"]["target_qps"] or None
     paths = report.write_report(out_dir, trials, config_yaml=OmegaConf.to_yaml(cfg),
                                 tiers=tiers, target_qps=target, title=app["name"])
-    report.console_summary(trials, console=Console())
+    report.console_summary(trials, console=Console(width=None if sys.stdout.isatty() else 160))
     print(f"{len(trials)} trials in {wall:.1f} s; outputs: {out_dir}")
     for name, path in paths.items():
         print(f"  {name}: {path}")

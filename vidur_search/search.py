@@ -75,19 +75,29 @@ def check_workloads(app: dict[str, Any], space: Space) -> None:
                                     cap["max_requests_per_replica"])
             generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
         except ConfigError as err:
-            raise ConfigError(f"workloads.{name}.{err.field.removeprefix('workload.')}",
-                              err.value, err.allowed) from err
+            raise _in_workload(err, name) from err
         if cfg.workload.arrival.kind not in ("poisson", "gamma", "trace"):
             raise ConfigError(f"workloads.{name}.arrival.kind", cfg.workload.arrival.kind,
                               "poisson, gamma or trace (a capacity search scales the rate)")
 
 
+def _in_workload(err: ConfigError, name: str) -> ConfigError:
+    """``err`` with a ``workload.X`` field renamed ``workloads.<name>.X`` (the app's key)."""
+    if not err.field.startswith("workload"):
+        return err
+    return ConfigError(f"workloads.{name}.{err.field.removeprefix('workload.')}", err.value,
+                       err.allowed)
+
+
 def make_space(app: dict[str, Any]) -> Space:
     """The runnable candidates; an empty space is a configuration error naming the drops."""
-    first = next(iter(app["workloads"].values()))
+    name, first = next(iter(app["workloads"].items()))
     space_cfg = dict(app["search"]["space"])
     space_cfg["skus"] = list(app["sku"]["skus"])
-    space = build_space(base_settings(app, first), space_cfg, 1)
+    try:
+        space = build_space(base_settings(app, first), space_cfg, 1)
+    except ConfigError as err:
+        raise _in_workload(err, name) from err
     if not space.candidates:
         raise ConfigError("search.space", "(every configuration dropped)",
                           "no configuration can run:\n" + space.summary())

@@ -23,6 +23,8 @@ import yaml
 from simulator import ConfigError, SimulationConfig
 from simulator.catalogue import get_model
 
+# Errors in these settings are the experiment's, not a candidate's: they stop the search.
+_NOT_DEPLOYMENT = ("workload", "execution", "catalogue", "seed")
 # Schedulers whose iteration token budget is the searched chunk size.
 CHUNKED = ("sarathi", "vllm_v1")
 
@@ -35,7 +37,8 @@ def scheduler_preset(name: str) -> dict[str, Any]:
     if not path.is_file():
         allowed = sorted(p.name.removesuffix(".yaml") for p in files.iterdir()
                          if p.name.endswith(".yaml"))
-        raise ConfigError("search.space.schedulers", name, "one of " + ", ".join(allowed))
+        raise ConfigError("search.space.schedulers", name,
+                          "allowed values are " + ", ".join(allowed))
     return dict(yaml.safe_load(path.read_text()))
 
 
@@ -198,6 +201,8 @@ def build_space(base: Mapping[str, Any], space: Mapping[str, Any],
                             simulation_config(base, c, 1)
                             feasible[fkey] = ""
                         except ConfigError as err:
+                            if err.field.startswith(_NOT_DEPLOYMENT):
+                                raise  # a bad workload or execution setting, not a drop
                             # the reason up to its first ':' (no per-shape numbers), so that
                             # the summary groups configurations dropped for the same cause
                             feasible[fkey] = f"{err.field}: {err.allowed.split(':')[0]}"

@@ -1,0 +1,166 @@
+"""The main job end to end: ``python -m vidur_search +experiment=smoke`` in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vidur_search", "+experiment=smoke", "output.progress=false",
+            *args]
+
+
+def _app(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(_cmd(*args), capture_output=True, text=True, cwd=ROOT, env=ENV,
+                          timeout=timeout)
+
+
+def test_smoke_experiment_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    p = _app(f"output.dir={out}", "ray.num_cpus=2", "output.target_qps=100")
+    assert p.returncode == 0, p.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) >= 1 and trials["key"].is_unique
+    assert (trials["status"] == "ok").all() and (trials["capacity_qps"] > 0).any()
+    ok = trials[trials["capacity_qps"] > 0]
+    assert (ok["capacity_per_dollar"] - ok["capacity_qps"] / ok["cost_per_hour"]).abs().max() \
+        < 1e-9
+    assert (ok["ttft_p90"] <= 2.0).all() and (ok["tbt_p99"] <= 0.2).all()  # the smoke SLO
+    pareto = pd.read_parquet(out / "pareto.parquet")
+    assert 1 <= len(pareto) <= len(ok)
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "smoke" in html
+    assert "runnable of" in p.stderr + p.stdout  # the space summary
+    assert (out / "optuna.db").exists()
+
+
+def test_a_sweep_killed_with_sigkill_resumes_without_rerunning_finished_trials(
+        tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = (f"output.dir={out}", "ray.num_cpus=2", "search.num_trials=8")
+    proc = subprocess.Popen(_cmd(*args), cwd=ROOT, env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table = out / "trials.parquet"
+    deadline = time.monotonic() + 240
+    first = pd.DataFrame()
+    while time.monotonic() < deadline and proc.poll() is None:
+        if table.exists():
+            first = pd.read_parquet(table)
+            if len(first) >= 2:
+                break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = pd.read_parquet(table)
+    assert len(first) >= 2, "the sweep finished no trial before it was killed"
+
+    p = _app(*args)
+    assert p.returncode == 0, p.stderr[-3000:]
+    final = pd.read_parquet(table)
+    assert final["key"].is_unique  # nothing measured twice
+    kept = final.set_index("trial_id").loc[first["trial_id"]]
+    assert (kept["capacity_qps"].to_numpy() == first["capacity_qps"].to_numpy()).all()
+    study = optuna.load_study(study_name="smoke-chat", storage=f"sqlite:///{out}/optuna.db")
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 8  # the budget, across both runs
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    p = _app(f"output.dir={out}", "ray.num_cpus=2", "search=grid",
+             "search.capacity.max_trial_s=1e-9")
+    assert p.returncode == 0, p.stderr[-3000:]
+    trials = pd.read_parquet(out / "trials.parquet")
+    assert len(trials) == 8  # every candidate of the grid was tried
+    assert (trials["status"] == "failed").all()
+    assert trials["error"].str.contains("search.capacity.max_trial_s").all()
+    assert "max_trial_s" in (out / "report.html").read_text()
+
+
+@pytest.mark.parametrize(("override", "code", "message"), [
+    ("search.space.max_gpuss=2", 1, "Key 'max_gpuss' not in 'SpaceSettings'"),
+    ("search.num_trials=many", 1, "Value 'many' of type 'str' could not be converted to"),
+    ("search.space.tensor_parallel=[3]", 2, "no configuration can run"),
+    ("sku.skus=[h100]", 2, "sku"),
+    ("slo.ttft_quantile=p42", 2, "slo.ttft_quantile='p42' is invalid: allowed values are"),
+    ("+sku.prices.h100-sxm=0", 2, "sku.prices.h100-sxm=0"),
+    ("workloads.chat.lengths.kind=gauss", 2, "workloads.chat.lengths.kind"),
+])
+def test_config_errors_are_reported_before_any_trial(
+        tmp_path: Path, override: str, code: int, message: str) -> None:
+    out = tmp_path / "run"
+    p = _app(f"output.dir={out}", override, timeout=120)
+    assert p.returncode == code, p.stderr[-2000:]
+    assert message in p.stderr
+    assert not (out / "trials.parquet").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_nodes(temp_dir: str) -> None:
+    """Stop only the Ray processes this test started: those whose command line names its
+    temp dir, and their children (agents rename themselves); ``ray stop`` would stop
+    every Ray process on the machine."""
+    parent: dict[int, int] = {}
+    mine: set[int] = set()
+    me = os.getpid()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if temp_dir.encode() in (proc / "cmdline").read_bytes() and int(proc.name) != me:
+                mine.add(int(proc.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    grown = True
+    while grown:
+        children = {pid for pid, ppid in parent.items() if ppid in mine} - mine
+        grown = bool(children)
+        mine |= children
+    for pid in mine:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: Path) -> None:
+    temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths
+    port = _free_port()
+    ray = [sys.executable, "-m", "ray.scripts.scripts", "start", "--num-cpus=1",
+           "--disable-usage-stats"]
+    try:
+        subprocess.run([*ray, "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+                        "--include-dashboard=false"], check=True, env=ENV,
+                       capture_output=True, timeout=120)
+        head = f"{socket.gethostbyname(socket.gethostname())}:{port}"
+        started = subprocess.run([*ray, f"--address={head}"], env=ENV, capture_output=True,
+                                 text=True, timeout=120)
+        if started.returncode != 0:  # Ray bound 127.0.0.1 rather than the host address
+            head = f"127.0.0.1:{port}"
+            subprocess.run([*ray, f"--address={head}"], check=True, env=ENV,
+                           capture_output=True, timeout=120)
+        out = tmp_path / "run"
+        p = _app(f"output.dir={out}", f"ray.address={head}", "search=grid")
+        assert p.returncode == 0, p.stderr[-3000:]
+        trials = pd.read_parquet(out / "trials.parquet")
+        assert len(trials) == 8 and (trials["status"] == "ok").all()
+        assert trials["node_id"].nunique() == 2, trials["node_id"].value_counts()
+    finally:
+        _stop_nodes(temp_dir)
