@@ -156,6 +156,12 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
             head = f"127.0.0.1:{port}"
             subprocess.run([*ray, f"--address={head}"], check=True, env=ENV,
                            capture_output=True, timeout=120)
+        wait = (f"import ray, time; ray.init(address='{head}'); t = time.time() + 60\n"
+                "while sum(n['Alive'] for n in ray.nodes()) < 2 and time.time() < t:"
+                " time.sleep(0.5)\nprint(sum(n['Alive'] for n in ray.nodes()))")
+        alive = subprocess.run([sys.executable, "-c", wait], env=ENV, capture_output=True,
+                               text=True, timeout=120)
+        assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:]
         out = tmp_path / "run"
         p = _app(f"output.dir={out}", f"ray.address={head}", "search=grid")
         assert p.returncode == 0, p.stderr[-3000:]

@@ -37,7 +37,9 @@ class LightLLMScheduler(ReplicaScheduler):
         st = self.state
         rows = []
         for r in (*self.running, rid):
-            current = max(st.processed[r], st.target[r])
+            # KV held now: an in-flight decode (pipeline parallelism) already holds the
+            # token it is computing, before ``processed`` counts it
+            current = max(st.processed[r], st.target[r], st.blocks[r])
             rows.append((st.prefill[r] + st.decode[r] - 1 - current, current))
         rows.sort(reverse=True)
         held, peak = 0, 0
