@@ -22,7 +22,7 @@ from simulator.workload import WorkloadConfig
 
 SCHEDULERS = ("vllm_v0", "vllm_v1", "orca", "sarathi", "faster_transformer", "lightllm")
 ROUTERS = ("round_robin", "random", "least_outstanding")
-EXECUTION_KINDS = ("roofline",)
+EXECUTION_KINDS = ("roofline", "calibrated")
 
 
 def _positive_int(name: str, value: Any) -> None:

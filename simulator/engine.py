@@ -27,6 +27,7 @@ import numpy as np
 
 from simulator.config import SimulationConfig
 from simulator.execution.base import ExecutionModel
+from simulator.execution.calibrated import CalibratedModel
 from simulator.execution.roofline import RooflineModel
 from simulator.records import SimulationRecords
 from simulator.scheduling import REGISTRY, ROUTERS, Batch, ReplicaScheduler, RequestState
@@ -39,8 +40,12 @@ ProgressFn = Callable[[int, int], None]
 
 
 def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
-    """The batch-runtime model the config asks for."""
-    return RooflineModel(
+    """The batch-runtime model the config asks for: ``roofline`` (analytical, the
+    ``execution.roofline`` knobs) or ``calibrated`` (the roofline with efficiency curves
+    and collectives fitted to measurements, ``simulator/execution/calibration.yaml``; its
+    overheads still come from ``execution.roofline``)."""
+    cls = CalibratedModel if cfg.execution.kind == "calibrated" else RooflineModel
+    return cls(
         cfg.model_spec, cfg.sku_spec, cfg.node_spec,
         cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.execution.roofline,
     )

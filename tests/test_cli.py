@@ -65,7 +65,8 @@ def test_wheel_ships_the_config_tree_and_catalogue(tmp_path: Path) -> None:
               "vidur_search/conf/workload/chat.yaml", "simulator/catalogue/models.yaml",
               "simulator/catalogue/skus.yaml", "simulator/catalogue/nodes.yaml",
               "vidur_search/conf/config.yaml", "vidur_search/conf/experiment/smoke.yaml",
-              "vidur_search/conf/experiment/llama70b.yaml", "vidur_search/conf/slo/paper.yaml"):
+              "vidur_search/conf/experiment/llama70b.yaml", "vidur_search/conf/slo/paper.yaml",
+              "simulator/execution/calibration.yaml"):
         assert f in names, f
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

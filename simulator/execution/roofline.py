@@ -215,12 +215,7 @@ class RooflineModel(ExecutionModel):
 
         # Tensor-parallel all-reduce (ring) over the node's GPU links.
         self._tp_link = self._tp_link_bw()
-        if tp > 1:
-            self._ar_tok = 2 * (tp - 1) / tp * h * dt / (self._tp_link * P.comm_efficiency)
-            self._ar_lat = P.allreduce_latency_s
-        else:
-            self._ar_tok = 0.0
-            self._ar_lat = 0.0
+        self._ar_tok, self._ar_lat = self._allreduce_terms()
 
         # Launch overhead per stage.
         self._launch_eager = self._layers * P.kernels_per_layer * P.kernel_launch_s
@@ -233,10 +228,7 @@ class RooflineModel(ExecutionModel):
         self._lm = _gemm(h, model.vocab_size / tp, dt, F, B)
         self._sample_seq = P.sampling_per_seq_s
         # PP send of stage s to s + 1: (s per token, latency).
-        self._send = [
-            (h * dt / (self._pp_link_bw(s) * P.comm_efficiency), P.send_recv_latency_s)
-            for s in range(pp - 1)
-        ]
+        self._send = self._send_terms()
 
     # ------------------------------------------------------------------ bandwidths
     def _tp_link_bw(self) -> float:
@@ -265,6 +257,64 @@ class RooflineModel(ExecutionModel):
                 bws.append(self.node.pcie_bw_gbps * 1e9)
         return min(bws)
 
+    # ------------------------------------------------------------------ hooks
+    # Subclasses (``CalibratedModel``) replace the operator costs below. The hooks only
+    # receive Python ints, except ``Lsum`` of ``_attention`` (a numpy array in
+    # ``decode_steps``), which must only meet ``+ - * /`` and ``xmax``.
+    def _allreduce_terms(self) -> tuple[float, float]:
+        """(seconds per token, fixed seconds) of one TP all-reduce of ``hidden`` per token."""
+        tp, P = self.tp, self.params
+        if tp == 1:
+            return 0.0, 0.0
+        h, dt = self.model.hidden_size, self.model.dtype_bytes
+        return (
+            2 * (tp - 1) / tp * h * dt / (self._tp_link * P.comm_efficiency),
+            P.allreduce_latency_s,
+        )
+
+    def _send_terms(self) -> list[tuple[float, float]]:
+        """(seconds per token, fixed seconds) of the PP send from stage s to s + 1."""
+        P = self.params
+        tok = self.model.hidden_size * self.model.dtype_bytes
+        return [
+            (tok / (self._pp_link_bw(s) * P.comm_efficiency), P.send_recv_latency_s)
+            for s in range(self.pp - 1)
+        ]
+
+    def _gemms(self, T, xmax: Callable) -> tuple:
+        """Seconds of one layer's (QKV, O, MLP) for ``T`` tokens; MLP includes the
+        activation and, for MoE, the router and the used experts."""
+        qf, qw, qa = self._qkv
+        qkv = xmax(qf * T, qw + qa * T)
+        of, ow, oa = self._o
+        o = xmax(of * T, ow + oa * T)
+        uf, uw, ua = self._up
+        df, dw, da = self._down
+        if self._moe:
+            rf, rw, ra = self._router
+            R = T * self._top_k  # routed tokens
+            used = -xmax(-self._experts, -R)  # min(num_experts, routed tokens)
+            mlp = (
+                xmax(rf * T, rw + ra * T)
+                + xmax(uf * R, uw * used + ua * R)
+                + self._act * R
+                + xmax(df * R, dw * used + da * R)
+            )
+        else:
+            mlp = xmax(uf * T, uw + ua * T) + self._act * T + xmax(df * T, dw + da * T)
+        return qkv, o, mlp
+
+    def _attention(self, units, Tp, pkv, D, Lsum, xmax: Callable) -> tuple:
+        """Seconds of one layer's (prefill attention, decode attention); see ``_body``."""
+        ap = xmax(self._ap_f * units, self._kv_tok * pkv + self._qo_tok * Tp)
+        ad = xmax(self._ad_f * Lsum, self._kv_tok * Lsum + self._qo_tok * D)
+        return ap, ad
+
+    def _lm_head(self, S, xmax: Callable):
+        """Seconds of the LM head GEMM for ``S`` sequences (vocab sharded by TP)."""
+        lf, lw, la = self._lm
+        return xmax(lf * S, lw + la * S)
+
     # ------------------------------------------------------------------ the model
     def _body(self, T, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable) -> tuple:
         """Seconds of one stage's layers, per part in ``_BODY`` order.
@@ -274,28 +324,15 @@ class RooflineModel(ExecutionModel):
         Only ``+ - * /`` and ``xmax``: bit-identical for Python scalars and numpy arrays.
         """
         n = self._layers
-        qf, qw, qa = self._qkv
-        qkv = n * xmax(qf * T, qw + qa * T)
-        of, ow, oa = self._o
-        o = n * xmax(of * T, ow + oa * T)
-        uf, uw, ua = self._up
-        df, dw, da = self._down
-        if self._moe:
-            rf, rw, ra = self._router
-            R = T * self._top_k  # routed tokens
-            used = -xmax(-self._experts, -R)  # min(num_experts, routed tokens)
-            mlp = n * (
-                xmax(rf * T, rw + ra * T)
-                + xmax(uf * R, uw * used + ua * R)
-                + self._act * R
-                + xmax(df * R, dw * used + da * R)
-            )
-        else:
-            mlp = n * (xmax(uf * T, uw + ua * T) + self._act * T + xmax(df * T, dw + da * T))
+        qkv, o, mlp = self._gemms(T, xmax)
+        qkv = n * qkv
+        o = n * o
+        mlp = n * mlp
         norm = n * (self._norm * T + self._norm_w)
         elem = n * (self._elem * T)
-        ap = n * xmax(self._ap_f * units, self._kv_tok * pkv + self._qo_tok * Tp)
-        ad = n * xmax(self._ad_f * Lsum, self._kv_tok * Lsum + self._qo_tok * D)
+        ap, ad = self._attention(units, Tp, pkv, D, Lsum, xmax)
+        ap = n * ap
+        ad = n * ad
         ar = n * (2 * (self._ar_tok * T + self._ar_lat))
         launch = self._launch_graph if decode_only else self._launch_eager
         return (qkv, ap, ad, o, mlp, norm, elem, ar, launch)
@@ -306,8 +343,7 @@ class RooflineModel(ExecutionModel):
         embed_ar = self._ar_tok * T + self._ar_lat
         cpu = self._cpu_base + self._cpu_seq * S
         fnorm = self._norm_w + 0.5 * self._norm * T  # one norm
-        lf, lw, la = self._lm
-        lm = xmax(lf * S, lw + la * S)
+        lm = self._lm_head(S, xmax)
         sample = self._sample_seq * S
         sends = [tok * T + lat for tok, lat in self._send]
         return embed, embed_ar, cpu, fnorm, lm, sample, sends

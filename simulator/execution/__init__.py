@@ -1,0 +1,1 @@
+"""Batch-runtime models behind one interface (base.ExecutionModel)."""
