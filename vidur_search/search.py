@@ -355,7 +355,8 @@ class Sweep:
         import optuna
 
         search = self.app["search"]
-        seed = int(self.app["seed"])
+        seed = search.get("sampler_seed")
+        seed = int(self.app["seed"] if seed is None else seed)
         if search["sampler"] == "nsga2":
             pop = max(4, min(50, search["num_trials"] // 4))
             sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=pop)

@@ -83,6 +83,7 @@ class CapacityConfig:
 @dataclass
 class SearchSettings:
     sampler: str = "tpe"
+    sampler_seed: int | None = None  # Optuna sampler's seed; None = the top-level seed
     num_trials: int = 40  # per workload (grid: ignored, every candidate runs)
     space: SpaceSettings = field(default_factory=SpaceSettings)
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
