@@ -170,3 +170,19 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
         assert trials["node_id"].nunique() == 2, trials["node_id"].value_counts()
     finally:
         _stop_nodes(temp_dir)
+
+
+def test_nightly_runs_diff_against_the_previous_night_and_flag_a_regression(
+        tmp_path: Path) -> None:
+    root = tmp_path / "nightly" / "smoke"
+    first = _app("output=nightly", f"output.dir={root / '2026-11-23_02-00-00'}",
+                 "ray.num_cpus=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "no previous run" in first.stdout
+    # the same deployments at a higher price: capacity per dollar falls, a regression
+    second = _app("output=nightly", f"output.dir={root / '2026-11-24_02-00-00'}",
+                  "ray.num_cpus=2", "+sku.prices.h100-sxm=6.0")
+    assert second.returncode == 3, second.stderr[-3000:]
+    diff = (root / "2026-11-24_02-00-00" / "diff.md").read_text()
+    assert "regression" in diff.lower() and "chat" in diff
+    assert (root / "optuna.db").exists()  # one study storage shared by the nights
