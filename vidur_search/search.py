@@ -363,7 +363,12 @@ class Sweep:
             metric, mode = NSGA_METRICS, NSGA_MODES
         else:
             startup = max(3, min(10, search["num_trials"] // 4))
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+            # multivariate: SKU, layout, scheduler and batch cap interact (a layout good
+            # on one SKU is not on another); constant liar: parallel workers do not all
+            # ask for the same point while the first is still running
+            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+                                                 multivariate=True, group=True,
+                                                 constant_liar=True)
             metric, mode = "capacity_per_dollar", "max"
         return optuna_search(
             space=DefineByRun(self.space), metric=metric, mode=mode, sampler=sampler,
