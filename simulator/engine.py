@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from itertools import count
 
@@ -96,8 +97,32 @@ class Simulation:
         next_arrival = 0
         events = 0
         finished = 0
-        if n:
+        arrival_cfg = self.cfg.workload.arrival
+        closed = arrival_cfg.kind == "closed"
+        # closed loop: arrival times pushed but not yet popped, in time order (the
+        # fast-forward horizon); the id of the next request a user will send
+        upcoming: deque[float] = deque()
+        think = arrival_cfg.think_time_s
+        next_issue = 0
+        if closed:
+            next_issue = min(arrival_cfg.concurrency, n)
+            for rid in range(next_issue):
+                arrivals[rid] = 0.0
+                upcoming.append(0.0)
+                push(heap, (0.0, ARRIVAL, next(seq), rid))
+        elif n:
             push(heap, (arrivals[0], ARRIVAL, next(seq), 0))
+
+        def issue_next(count_done: int, t: float) -> None:
+            """Closed loop: each finished request's user sends its next one."""
+            nonlocal next_issue
+            for _ in range(count_done):
+                if next_issue >= n:
+                    return
+                arrivals[next_issue] = t + think
+                upcoming.append(t + think)
+                push(heap, (t + think, ARRIVAL, next(seq), next_issue))
+                next_issue += 1
 
         def request_schedule(r: int, t: float) -> None:
             if pending[r] <= t:
@@ -151,7 +176,10 @@ class Simulation:
                     request_schedule(r, start)
                     return
                 if ff:
-                    horizon = arrivals[next_arrival] if next_arrival < n else INF
+                    if closed:
+                        horizon = upcoming[0] if upcoming else INF
+                    else:
+                        horizon = arrivals[next_arrival] if next_arrival < n else INF
                     res = sched.fast_forward(now, horizon, execution, ff_cap)
                     if res is not None:
                         starts, ends, used, last, runtime = res
@@ -173,17 +201,24 @@ class Simulation:
                 before = replicas[r].outstanding
                 replicas[r].on_batch_end(payload, t)
                 finished += before - replicas[r].outstanding
+                if closed and before > replicas[r].outstanding:
+                    issue_next(before - replicas[r].outstanding, t)
                 in_flight[r] -= 1
                 schedule_now(r, t)
             elif kind == ARRIVAL:
                 rid = payload
-                next_arrival = rid + 1
-                if next_arrival < n:
-                    push(heap, (arrivals[next_arrival], ARRIVAL, next(seq), next_arrival))
+                if closed:
+                    upcoming.popleft()
+                else:
+                    next_arrival = rid + 1
+                    if next_arrival < n:
+                        push(heap, (arrivals[next_arrival], ARRIVAL, next(seq), next_arrival))
                 reason = reject_check(rid)
                 if reason:
                     st.reject_reason[rid] = reason
                     finished += 1
+                    if closed:
+                        issue_next(1, t)
                 else:
                     r = router.route(rid, replicas)
                     st.replica[rid] = r
@@ -238,6 +273,7 @@ class Simulation:
             wall_s=wall,
             events=events,
             config=cfg.to_dict(),
+            warmup_requests=cfg.workload.warmup_requests,
         )
 
 

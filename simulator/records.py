@@ -52,3 +52,4 @@ class SimulationRecords:
     wall_s: float = 0.0  # wall-clock seconds the event loop took
     events: int = 0  # events the loop processed
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, for the record
+    warmup_requests: int = 0  # the first N request ids are left out of the summary

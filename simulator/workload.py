@@ -33,7 +33,7 @@ __all__ = [
     "resolve_trace_columns",
 ]
 
-ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace")
+ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace", "closed")
 LENGTH_KINDS = ("fixed", "uniform", "zipf", "trace")
 TRACE_FORMATS = ("auto", "vidur", "columns")
 
@@ -173,7 +173,11 @@ class ArrivalConfig:
     - ``gamma``: Gamma inter-arrival times with mean ``1/rate`` and coefficient of variation
       ``cv`` (shape ``1/cv**2``; ``cv=1`` is Poisson, larger is burstier);
     - ``static``: every request arrives at t=0 (offline / batch workload);
-    - ``trace``: the trace file's timestamps, shifted so the first is 0, times ``time_scale``.
+    - ``trace``: the trace file's timestamps, shifted so the first is 0, times ``time_scale``;
+    - ``closed``: a closed loop of ``concurrency`` users (how vLLM's benchmark_serving with
+      ``--max-concurrency``, aiperf and genai-perf measure): the first ``concurrency``
+      requests arrive at t=0, and each completion (or rejection) makes its user send the
+      next request ``think_time_s`` later. Arrival times are set by the engine.
 
     For poisson and gamma the first request arrives after the first inter-arrival gap (not
     at 0), as in Vidur.
@@ -183,6 +187,8 @@ class ArrivalConfig:
     rate: float = 1.0  # requests/s (poisson, gamma)
     cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times
     time_scale: float = 1.0  # trace: timestamps multiplied by this (0.5 = twice as fast)
+    concurrency: int = 1  # closed: users, each with one request in flight
+    think_time_s: float = 0.0  # closed: a user's pause between a response and its next request
 
     def __post_init__(self) -> None:
         self.validate()
@@ -193,6 +199,8 @@ class ArrivalConfig:
         positive("workload.arrival.rate", self.rate)
         positive("workload.arrival.cv", self.cv)
         positive("workload.arrival.time_scale", self.time_scale)
+        _int_at_least("workload.arrival.concurrency", self.concurrency, 1)
+        positive("workload.arrival.think_time_s", self.think_time_s, allow_zero=True)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ArrivalConfig:
@@ -280,6 +288,9 @@ class WorkloadConfig:
     prefill_column: str = ""
     decode_column: str = ""
     arrival_column: str = ""
+    # the first N requests (in arrival order) warm the system up and are left out of
+    # the summary's latency and throughput figures (still simulated and recorded)
+    warmup_requests: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.arrival, Mapping):
@@ -305,6 +316,10 @@ class WorkloadConfig:
         self.lengths.validate()
         _int_at_least("workload.num_requests", self.num_requests, 0 if self.uses_trace else 1)
         one_of("workload.trace_format", self.trace_format, TRACE_FORMATS)
+        _int_at_least("workload.warmup_requests", self.warmup_requests, 0)
+        if self.num_requests and self.warmup_requests >= self.num_requests:
+            raise ConfigError("workload.warmup_requests", self.warmup_requests,
+                              f"fewer than workload.num_requests={self.num_requests}")
         for name in ("prefill_column", "decode_column", "arrival_column"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"workload.{name}", getattr(self, name), "a column name or ''")
@@ -526,7 +541,7 @@ def _arrivals(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarra
     if cfg.kind == "gamma":
         shape = 1.0 / cfg.cv**2
         return np.cumsum(rng.gamma(shape, 1.0 / (cfg.rate * shape), size=n))
-    return np.zeros(n)  # static (trace arrivals are handled by the caller)
+    return np.zeros(n)  # static; closed (the engine sets them); trace: by the caller
 
 
 def _lengths(cfg: LengthConfig, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -190,6 +190,7 @@ def test_summary_excludes_rejected_and_counts_them() -> None:
     s = summarize(make_records())
     assert s["counts"] == {
         "requests": 4,
+        "warmup_excluded": 0,
         "completed": 3,
         "rejected": 1,
         "preemptions": 1,

@@ -182,12 +182,13 @@ def _busy_time(replica: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) 
     return np.bincount(r, weights=added, minlength=n)[:n]
 
 
-def _span(rec: SimulationRecords) -> float:
-    """Seconds from the first arrival to the last completion (NaN when nothing completed)."""
-    done = np.asarray(rec.completed_at, dtype=np.float64)
+def _span(rec: SimulationRecords, warmup: int = 0) -> float:
+    """Seconds from the first arrival to the last completion (NaN when nothing completed),
+    over the requests after the first ``warmup``."""
+    done = np.asarray(rec.completed_at, dtype=np.float64)[warmup:]
     if not len(done) or np.isnan(done).all():
         return math.nan
-    span = float(np.nanmax(done) - np.min(rec.arrival))
+    span = float(np.nanmax(done) - np.min(np.asarray(rec.arrival)[warmup:]))
     return span if span > 0 else math.nan
 
 
@@ -282,12 +283,16 @@ def summarize(rec: SimulationRecords) -> dict[str, Any]:
     gap_req, gaps = _token_gaps(rec)
     req = _request_frame(rec, gap_req, gaps)
     b = batch_frame(rec)
+    warm = int(rec.warmup_requests)
+    if warm:  # warm-up requests: simulated, recorded, left out of the figures
+        gaps = gaps[gap_req >= warm]
+        req = req[req["request_id"] >= warm]
     completed = req["completed_at"].notna().to_numpy() & ~req["rejected"].to_numpy()
     done = req[completed]
-    span = _span(rec)
+    span = _span(rec, warm)
     tokens = float(b["num_tokens"].sum())
     gpus_total = rec.gpus_per_replica * len(rec.replica_kv_blocks)
-    mfu_den = span * gpus_total * rec.peak_flops_per_gpu
+    mfu_den = _span(rec) * gpus_total * rec.peak_flops_per_gpu  # the whole run's work
     out_tokens = float(done["num_decode_tokens"].sum())
     all_tokens = out_tokens + float(done["num_prefill_tokens"].sum())
     dur = b["duration"].to_numpy()
@@ -300,6 +305,7 @@ def summarize(rec: SimulationRecords) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "counts": {
             "requests": len(req),
+            "warmup_excluded": warm,
             "completed": int(completed.sum()),
             "rejected": int(req["rejected"].sum()),
             "preemptions": int(req["preemptions"].sum()),
