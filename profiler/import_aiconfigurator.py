@@ -1,6 +1,7 @@
-"""Import NVIDIA aiconfigurator's vLLM operator tables (bf16 rows) into a profile store.
+"""Import NVIDIA aiconfigurator's vLLM operator tables (bf16 and fp8 rows) into a store.
 
-    python -m profiler.import_aiconfigurator SRC_DIR DEST [--systems h100_sxm,...] [--strict]
+    python -m profiler.import_aiconfigurator SRC_DIR DEST [--systems h100_sxm,...]
+        [--dtypes bf16,fp8] [--strict]
 
 SRC_DIR holds ``<system>/{attention,gemm,moe,comm,nccl}/*.parquet`` (the layout of
 ``shared/reference/aiconfigurator``; see its README). Systems map to catalogue SKUs via
@@ -15,6 +16,14 @@ aiconfigurator's tables are not per model: they sweep operator shapes. They are 
     DEST/<sku>/ops/tp1/layer_ops.parquet          op "gemm" (bf16 GEMM by shape) and
                                                   op "moe_experts" (bf16 fused MoE)
     DEST/<sku>/network-<node>/tp1/collective.parquet  vLLM custom all-reduce + NCCL
+    DEST/<sku>/ops/tp1/<family>-fp8.parquet       the same attention and layer_ops tables
+                                                  for FP8 (ProfileMeta.dtype "fp8")
+
+FP8 files: attention rows with an fp8 KV cache (queries and math stay bf16); GEMM and MoE
+rows of per-tensor FP8 weights (``fp8``: W8A8, activations quantised on the fly). The
+block-scaled ``fp8_block`` rows (DeepSeek-style, timed without CUDA graphs) and the 4-bit
+formats are left out, and so is every fp8 table a system lacks (A100 has none).
+Collectives are bf16 only.
 
 ``ProfileStore.load_shapes(device, family, model=..., tp=...)`` picks a model's attention
 rows. GEMM rows keep op ``gemm``: a shape alone does not say which projection of which
@@ -64,6 +73,9 @@ FILES = {
     "nccl": "nccl/nccl_perf.parquet",
 }
 NCCL_OPS = ("all_reduce", "all_gather")  # others (reduce_scatter, alltoall) are skipped
+DTYPES = ("bf16", "fp8")
+# profile dtype -> the value of aiconfigurator's kv_cache_dtype / gemm_dtype / moe_dtype
+SOURCE_DTYPE = {"bf16": "bfloat16", "fp8": "fp8"}
 
 
 def _warn(msg: str) -> None:
@@ -82,7 +94,7 @@ def aggregate(rows: pd.DataFrame, keys: list[str], latency_ms: np.ndarray,
     """Merge rows with equal ``keys``: statistics of their latencies (ms -> us), count.
 
     ``latency_ms`` is aligned with ``rows``; a bad value is reported as ``where``'s
-    latency[row i] (i counted within the bf16 rows kept)."""
+    latency[row i] (i counted within the rows kept, of one dtype)."""
     bad = ~np.isfinite(latency_ms) | (latency_ms < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -99,18 +111,21 @@ def aggregate(rows: pd.DataFrame, keys: list[str], latency_ms: np.ndarray,
     return out[[*keys, "min_us", "median_us", "mean_us", "max_us", "std_us", "count"]]
 
 
-def _bf16_attention(df: pd.DataFrame, where: str) -> pd.DataFrame:
+def _attention(df: pd.DataFrame, where: str, dtype: str) -> pd.DataFrame:
+    """Full-attention rows with bf16 queries and a ``dtype`` KV cache."""
     _need(df, ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "step",
                "attn_dtype", "kv_cache_dtype", "kernel_source", "latency"), where)
-    keep = (df["attn_dtype"] == "bfloat16") & (df["kv_cache_dtype"] == "bfloat16")
+    keep = (df["attn_dtype"] == "bfloat16") & (df["kv_cache_dtype"] == SOURCE_DTYPE[dtype])
     if "window_size" in df.columns:  # absent on A100: full attention only
         keep &= df["window_size"] == 0
     return df[keep].reset_index(drop=True)
 
 
-def attention_prefill_rows(df: pd.DataFrame, where: str) -> tuple[pd.DataFrame, int]:
-    """Context attention table -> (attention_prefill rows, source rows used)."""
-    src = _bf16_attention(df, where)
+def attention_prefill_rows(df: pd.DataFrame, where: str,
+                           dtype: str = "bf16") -> tuple[pd.DataFrame, int]:
+    """Context attention table -> (attention_prefill rows, source rows used) of the rows
+    with a ``dtype`` KV cache."""
+    src = _attention(df, where, dtype)
     rows = pd.DataFrame({
         "n_q_heads": src["num_heads"], "n_kv_heads": src["num_key_value_heads"],
         "head_dim": src["head_dim"], "batch_size": src["batch_size"],
@@ -120,9 +135,11 @@ def attention_prefill_rows(df: pd.DataFrame, where: str) -> tuple[pd.DataFrame, 
     return aggregate(rows, keys, src["latency"].to_numpy("float64"), where), len(src)
 
 
-def attention_decode_rows(df: pd.DataFrame, where: str) -> tuple[pd.DataFrame, int]:
-    """Generation attention table -> (attention_decode rows, source rows used)."""
-    src = _bf16_attention(df, where)
+def attention_decode_rows(df: pd.DataFrame, where: str,
+                          dtype: str = "bf16") -> tuple[pd.DataFrame, int]:
+    """Generation attention table -> (attention_decode rows, source rows used) of the rows
+    with a ``dtype`` KV cache."""
+    src = _attention(df, where, dtype)
     rows = pd.DataFrame({
         "n_q_heads": src["num_heads"], "n_kv_heads": src["num_key_value_heads"],
         "head_dim": src["head_dim"], "batch_size": src["batch_size"],
@@ -133,14 +150,15 @@ def attention_decode_rows(df: pd.DataFrame, where: str) -> tuple[pd.DataFrame, i
 
 
 def layer_ops_rows(gemm: pd.DataFrame | None, moe: pd.DataFrame | None,
-                   where: str) -> tuple[pd.DataFrame, int]:
-    """bf16 GEMM (op "gemm") and fused-MoE (op "moe_experts") rows, one table."""
+                   where: str, dtype: str = "bf16") -> tuple[pd.DataFrame, int]:
+    """GEMM (op "gemm") and fused-MoE (op "moe_experts") rows of weight dtype ``dtype``,
+    one table (no rows when neither source has that dtype)."""
     parts, n_src = [], 0
     keys = ["op", "num_tokens", "n", "k", "experts", "topk", "moe_tp", "moe_ep",
             "distribution", "kernel_source"]
     if gemm is not None:
         _need(gemm, ("gemm_dtype", "m", "n", "k", "kernel_source", "latency"), where)
-        src = gemm[gemm["gemm_dtype"] == "bfloat16"].reset_index(drop=True)
+        src = gemm[gemm["gemm_dtype"] == SOURCE_DTYPE[dtype]].reset_index(drop=True)
         rows = pd.DataFrame({
             "op": "gemm", "num_tokens": src["m"], "n": src["n"], "k": src["k"],
             "experts": 0, "topk": 0, "moe_tp": 0, "moe_ep": 0, "distribution": "",
@@ -152,7 +170,7 @@ def layer_ops_rows(gemm: pd.DataFrame | None, moe: pd.DataFrame | None,
         _need(moe, ("moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk",
                     "num_experts", "moe_tp_size", "moe_ep_size", "distribution",
                     "kernel_source", "latency"), where)
-        src = moe[moe["moe_dtype"] == "bfloat16"].reset_index(drop=True)
+        src = moe[moe["moe_dtype"] == SOURCE_DTYPE[dtype]].reset_index(drop=True)
         uneven = (src["inter_size"] % src["moe_tp_size"] != 0).to_numpy()
         if uneven.any():
             row = int(np.flatnonzero(uneven)[0])
@@ -213,13 +231,17 @@ def _read(system_dir: Path, kind: str) -> tuple[pd.DataFrame | None, str]:
 
 def import_aiconfigurator(src: str | Path, dest: str | Path, *,
                           systems: Sequence[str] | None = None, strict: bool = False,
-                          force: bool = False,
+                          force: bool = False, dtypes: Sequence[str] = DTYPES,
                           catalogue: Catalogue | None = None) -> list[Imported]:
-    """Convert the bf16 rows of every system under ``src`` into the store at ``dest``.
+    """Convert the bf16 and fp8 rows of every system under ``src`` into the store at
+    ``dest``, one file per family and dtype (``dtypes`` restricts them).
 
     ``systems`` restricts the import to those system directories. Unknown system
     directories are skipped with a warning (``strict``: ConfigError). Returns the files.
     """
+    for dt in dtypes:
+        if dt not in DTYPES:
+            raise ConfigError("--dtypes", dt, "allowed values are " + ", ".join(DTYPES))
     cat = catalogue or load_catalogue()
     root = Path(src)
     if not root.is_dir():
@@ -249,23 +271,27 @@ def import_aiconfigurator(src: str | Path, dest: str | Path, *,
         tables = {kind: _read(system_dir, kind) for kind in FILES}
         where = str(system_dir)
 
-        def meta(family: str, origins: list[str], node: str = "", *,
+        def meta(family: str, origins: list[str], node: str = "", dtype: str = "bf16", *,
                  _sys: str = system_dir.name, _sku: str = sku) -> ProfileMeta:
             origin = f"{TOOL}:{_sys}/" + " + ".join(o for o in origins if o)
             return ProfileMeta(family=family, source="imported", device=_sku, model="",
-                               tp=1, node=node, origin=origin)
+                               tp=1, dtype=dtype, node=node, origin=origin)
 
         results: list[tuple[pd.DataFrame, int, ProfileMeta]] = []
-        for kind, family, convert in (("context", "attention_prefill", attention_prefill_rows),
-                                      ("generation", "attention_decode", attention_decode_rows)):
-            df, origin = tables[kind]
-            if df is not None:
-                rows, n_src = convert(df, f"{where}/{FILES[kind]}")
-                results.append((rows, n_src, meta(family, [origin])))
-        (gemm, o_gemm), (moe, o_moe) = tables["gemm"], tables["moe"]
-        if gemm is not None or moe is not None:
-            rows, n_src = layer_ops_rows(gemm, moe, where)
-            results.append((rows, n_src, meta("layer_ops", [o_gemm, o_moe])))
+        for dt in dtypes:
+            for kind, family, convert in (
+                    ("context", "attention_prefill", attention_prefill_rows),
+                    ("generation", "attention_decode", attention_decode_rows)):
+                df, origin = tables[kind]
+                if df is not None:
+                    rows, n_src = convert(df, f"{where}/{FILES[kind]}", dt)
+                    if n_src:
+                        results.append((rows, n_src, meta(family, [origin], dtype=dt)))
+            (gemm, o_gemm), (moe, o_moe) = tables["gemm"], tables["moe"]
+            if gemm is not None or moe is not None:
+                rows, n_src = layer_ops_rows(gemm, moe, where, dt)
+                if n_src:
+                    results.append((rows, n_src, meta("layer_ops", [o_gemm, o_moe], dtype=dt)))
         (ar, o_ar), (nccl, o_nccl) = tables["allreduce"], tables["nccl"]
         if ar is not None or nccl is not None:
             node = cat.default_node_for(sku)
@@ -292,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("dest", metavar="DEST", help="profile store root to write into")
     parser.add_argument("--systems", default="",
                         help="comma-separated system directories to import (default: all)")
+    parser.add_argument("--dtypes", default=",".join(DTYPES),
+                        help="comma-separated dtypes to import (default: bf16,fp8)")
     parser.add_argument("--strict", action="store_true",
                         help="an unknown system directory is an error, not skipped")
     parser.add_argument("--force", action="store_true",
@@ -300,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     systems = [s for s in args.systems.split(",") if s]
     try:
         written = import_aiconfigurator(args.src, args.dest, systems=systems,
-                                        strict=args.strict, force=args.force)
+                                        strict=args.strict, force=args.force,
+                                        dtypes=[d for d in args.dtypes.split(",") if d])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -16,13 +16,19 @@ from typing import Any
 from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError, one_of
+from simulator.execution.predictors.params import ProfiledParams
 from simulator.execution.roofline import RooflineParams
 from simulator.memory import KvCapacity, kv_capacity
+from simulator.precision import Precision
 from simulator.workload import WorkloadConfig
 
 SCHEDULERS = ("vllm_v0", "vllm_v1", "orca", "sarathi", "faster_transformer", "lightllm")
 ROUTERS = ("round_robin", "random", "least_outstanding")
-EXECUTION_KINDS = ("roofline", "calibrated")
+EXECUTION_KINDS = ("roofline", "calibrated", "profiled")
+CHUNKED_PREFILL = ("auto", "on", "off")
+# vLLM <= 0.6 switches chunked prefill on by default when max_model_len exceeds 32K.
+VLLM_V0_LONG_CONTEXT = 32 * 1024
+_ROOFLINE_FIELDS = tuple(f.name for f in dataclasses.fields(RooflineParams))
 
 
 def _positive_int(name: str, value: Any) -> None:
@@ -61,6 +67,15 @@ class SchedulerConfig:
       wait before it runs a prefill batch.
     - ``gpu_memory_utilization``: fraction of GPU memory the engine may use.
     - ``num_blocks_override``: explicit KV block count (0 = derive from memory).
+    - ``kv_tokens_override``: explicit KV capacity in tokens, as a real engine reports it
+      (vLLM: "GPU KV cache size: N tokens"); blocks = N // block size. 0 = derive.
+    - ``chunked_prefill``: vLLM v0's switch (``vllm_v0`` only; the others ignore ``off``,
+      their fixed behaviour: sarathi and vllm_v1 always chunk, the rest never). ``on``:
+      vLLM v0's chunked-prefill scheduler (Sarathi-Serve's policy under the ``chunk_size``
+      budget); ``auto``: vLLM <= 0.6's default, ``on`` exactly when the model's context
+      exceeds 32K tokens (``SimulationConfig`` resolves it to on/off).
+    - ``execution_overrides``: ``RooflineParams`` fields this engine version fixes (e.g. its
+      per-step CPU overhead); ``SimulationConfig`` applies them to ``execution.roofline``.
     """
 
     name: str = "sarathi"
@@ -72,6 +87,9 @@ class SchedulerConfig:
     max_waiting_iters: int = 10
     gpu_memory_utilization: float = 0.9
     num_blocks_override: int = 0
+    kv_tokens_override: int = 0
+    chunked_prefill: str = "off"
+    execution_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         one_of("scheduler.name", self.name, SCHEDULERS)
@@ -85,9 +103,46 @@ class SchedulerConfig:
                 "scheduler.gpu_memory_utilization", self.gpu_memory_utilization,
                 "must be in (0, 1]",
             )
-        if self.num_blocks_override < 0:
-            raise ConfigError("scheduler.num_blocks_override", self.num_blocks_override,
-                              "must be >= 0 (0 = derive from GPU memory)")
+        for name in ("num_blocks_override", "kv_tokens_override"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"scheduler.{name}", v,
+                                  "must be an integer >= 0 (0 = derive from GPU memory)")
+        if self.num_blocks_override and self.kv_tokens_override:
+            raise ConfigError("scheduler.kv_tokens_override", self.kv_tokens_override,
+                              f"conflicts with num_blocks_override={self.num_blocks_override}; "
+                              "set at most one of them")
+        one_of("scheduler.chunked_prefill", self.chunked_prefill, CHUNKED_PREFILL)
+        if self.name != "vllm_v0" and self.chunked_prefill != "off":
+            raise ConfigError("scheduler.chunked_prefill", self.chunked_prefill,
+                              f"only vllm_v0 has a chunked-prefill switch ({self.name} "
+                              "chunks or not by design: sarathi and vllm_v1 always, orca, "
+                              "faster_transformer and lightllm never); leave it off")
+        self._check_overrides()
+
+    def _check_overrides(self) -> None:
+        ov = self.execution_overrides
+        if not isinstance(ov, Mapping):
+            raise ConfigError("scheduler.execution_overrides", ov,
+                              "must be a mapping of execution.roofline fields")
+        for key, value in ov.items():
+            if key not in _ROOFLINE_FIELDS:
+                raise ConfigError(f"scheduler.execution_overrides.{key}", value,
+                                  "unknown key; allowed: " + ", ".join(_ROOFLINE_FIELDS))
+            try:
+                dataclasses.replace(RooflineParams(), **{key: value})
+            except ConfigError as err:
+                raise ConfigError(f"scheduler.execution_overrides.{key}", value,
+                                  err.allowed) from err
+        self.execution_overrides = dict(ov)
+
+    def resolved(self, max_context: int) -> SchedulerConfig:
+        """This config with ``chunked_prefill: auto`` decided for a model of
+        ``max_context`` tokens: ``on`` when it exceeds 32K (vLLM <= 0.6's rule)."""
+        if self.chunked_prefill != "auto":
+            return self
+        on = max_context > VLLM_V0_LONG_CONTEXT
+        return dataclasses.replace(self, chunked_prefill="on" if on else "off")
 
 
 @dataclass
@@ -96,6 +151,7 @@ class ExecutionConfig:
 
     kind: str = "roofline"
     roofline: RooflineParams = field(default_factory=RooflineParams)
+    profiled: ProfiledParams = field(default_factory=ProfiledParams)  # kind "profiled"
 
     def __post_init__(self) -> None:
         one_of("execution.kind", self.kind, EXECUTION_KINDS)
@@ -128,6 +184,7 @@ class SimulationConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    precision: Precision = field(default_factory=Precision)
     seed: int = 0
 
     model_spec: ModelSpec = field(init=False, repr=False)
@@ -148,8 +205,32 @@ class SimulationConfig:
         one_of("router", self.router, ROUTERS)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ConfigError("seed", self.seed, "must be an integer >= 0")
+        if not isinstance(self.precision, Precision):
+            raise ConfigError("precision", self.precision, "must be a Precision")
+        self.precision.check_sku(self.sku_spec)
+        self.scheduler = self.scheduler.resolved(self.model_spec.max_context)
+        self._apply_execution_overrides()
         self._check_parallelism()
         self.kv_capacity()  # raises when the model does not fit
+
+    def _apply_execution_overrides(self) -> None:
+        """Set the scheduler preset's ``execution_overrides`` in ``execution.roofline``.
+
+        A value the user set in ``execution.roofline`` (anything but the default) that
+        differs from the preset's is a conflict: ConfigError naming both."""
+        ov = self.scheduler.execution_overrides
+        if not ov:
+            return
+        roof, default = self.execution.roofline, RooflineParams()
+        for key, value in ov.items():
+            mine = getattr(roof, key)
+            if mine != getattr(default, key) and mine != value:
+                raise ConfigError(
+                    f"execution.roofline.{key}", mine,
+                    f"conflicts with scheduler.execution_overrides.{key}={value!r} of the "
+                    f"{self.scheduler.name} preset; set only one of them")
+        self.execution = dataclasses.replace(
+            self.execution, roofline=dataclasses.replace(roof, **ov))
 
     def kv_capacity(self) -> KvCapacity:
         """Paged-KV capacity of one replica under this scheduler's block size and batch."""
@@ -164,6 +245,8 @@ class SimulationConfig:
             max_tokens=sched.max_batch_tokens(self.scheduler),
             max_seqs=self.scheduler.max_batch_size,
             num_blocks_override=self.scheduler.num_blocks_override,
+            kv_tokens_override=self.scheduler.kv_tokens_override,
+            precision=self.precision,
         )
 
     def _check_parallelism(self) -> None:
@@ -205,6 +288,7 @@ class SimulationConfig:
             "parallel": ParallelConfig,
             "scheduler": SchedulerConfig,
             "engine": EngineConfig,
+            "precision": Precision,
         }
         allowed = [f.name for f in dataclasses.fields(cls) if f.init]
         for key, value in d.items():
@@ -227,8 +311,10 @@ def _execution_from_dict(value: Any) -> ExecutionConfig:
         return value
     value = dict(value)
     roof = value.pop("roofline", {})
+    prof = value.pop("profiled", {})
     cfg = build(ExecutionConfig, value, "execution")
     cfg.roofline = build(RooflineParams, roof, "execution.roofline")
+    cfg.profiled = build(ProfiledParams, prof, "execution.profiled")
     return cfg
 
 

@@ -44,11 +44,33 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
     """The batch-runtime model the config asks for: ``roofline`` (analytical, the
     ``execution.roofline`` knobs) or ``calibrated`` (the roofline with efficiency curves
     and collectives fitted to measurements, ``simulator/execution/calibration.yaml``; its
-    overheads still come from ``execution.roofline``)."""
-    cls = CalibratedModel if cfg.execution.kind == "calibrated" else RooflineModel
+    overheads still come from ``execution.roofline``) or ``profiled`` (measured profiles
+    through fitted predictors, ``execution.profiled``; the operators without profiles come
+    from its ``fallback``, one of the other two)."""
+    ex = cfg.execution
+    if ex.kind == "profiled":
+        from simulator.execution.profiled import ProfiledModel  # imports scikit-learn
+
+        sched = cfg.scheduler
+        fallback_cls = CalibratedModel if ex.profiled.fallback == "calibrated" else RooflineModel
+        fallback = fallback_cls(
+            cfg.model_spec, cfg.sku_spec, cfg.node_spec,
+            cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.roofline,
+            precision=cfg.precision,
+        )
+        return ProfiledModel(
+            cfg.model_spec, cfg.sku_spec, cfg.node_spec,
+            cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.profiled,
+            max_batch=sched.max_batch_size,
+            max_tokens=max(cfg.model_spec.max_context, sched.max_tokens_per_batch,
+                           sched.chunk_size + sched.max_batch_size),
+            fallback=fallback,
+        )
+    cls = CalibratedModel if ex.kind == "calibrated" else RooflineModel
     return cls(
         cfg.model_spec, cfg.sku_spec, cfg.node_spec,
-        cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, cfg.execution.roofline,
+        cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.roofline,
+        precision=cfg.precision,
     )
 
 

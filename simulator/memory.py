@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from simulator.catalogue.specs import ModelSpec, SkuSpec
 from simulator.errors import ConfigError
+from simulator.precision import BF16, Precision
 
 
 def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
@@ -13,11 +14,14 @@ def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
     return max(1, model.num_kv_heads // tp)
 
 
-def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int) -> float:
+def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int,
+                         precision: Precision = BF16) -> float:
     """Weight bytes on the most loaded GPU of a replica (its stage's layers split by TP).
 
     Stage 0 holds the input embedding and the last stage the LM head; with one stage the
-    same GPU holds both. Norm weights are replicated.
+    same GPU holds both. Norm weights are replicated. With FP8 weights the layers' linear
+    weights (all but the MoE router) take ``precision.weight_bytes`` per element; the rest
+    stays in the checkpoint's dtype.
     """
     layers = model.num_layers // pp
     sharded = model.attention_params() + model.mlp_params()
@@ -25,7 +29,12 @@ def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int) -> float:
     embed = model.vocab_size * model.hidden_size / tp
     head_bytes = embed if (pp > 1 or not model.tied_embeddings) else 0.0
     edge = embed + head_bytes if pp == 1 else max(embed, head_bytes + model.hidden_size)
-    return (layers * per_layer + edge) * model.dtype_bytes
+    total = (layers * per_layer + edge) * model.dtype_bytes
+    saved = model.dtype_bytes - precision.weight_bytes(model)
+    if saved:
+        router = model.hidden_size * model.num_experts if model.is_moe else 0
+        total -= layers * (sharded - router) / tp * saved
+    return total
 
 
 def activation_bytes_per_gpu(model: ModelSpec, tp: int, max_tokens: int, max_seqs: int) -> float:
@@ -74,23 +83,32 @@ def kv_capacity(
     max_tokens: int,
     max_seqs: int,
     num_blocks_override: int = 0,
+    kv_tokens_override: int = 0,
+    precision: Precision = BF16,
 ) -> KvCapacity:
     """Blocks = (memory x utilisation - weights - activation headroom) / block bytes.
 
     Every GPU of a replica holds the KV of its stage's layers for its share of KV heads, so
-    the per-GPU block size fixes the replica's capacity. Raises ConfigError when the model
-    does not fit.
+    the per-GPU block size fixes the replica's capacity. ``num_blocks_override`` sets the
+    block count, ``kv_tokens_override`` the capacity in tokens (blocks = tokens //
+    block_size), as a real engine reports it. ``precision`` sets the weight and KV element
+    sizes. Raises ConfigError when the model does not fit.
     """
     layers = model.num_layers // pp
     block_bytes = block_size * layers * 2 * kv_heads_per_gpu(model, tp) * model.head_size
-    block_bytes *= model.dtype_bytes
+    block_bytes *= precision.kv_bytes(model)
     usable = sku.memory_bytes * gpu_memory_utilization
-    weights = weight_bytes_per_gpu(model, tp, pp)
+    weights = weight_bytes_per_gpu(model, tp, pp, precision)
     acts = activation_bytes_per_gpu(model, tp, max_tokens, max_seqs)
     free = usable - weights - acts
     blocks = int(free // block_bytes) if free > 0 else 0
     if num_blocks_override:
         blocks = num_blocks_override
+    if kv_tokens_override:
+        blocks = kv_tokens_override // block_size
+        if blocks < 1:
+            raise ConfigError("scheduler.kv_tokens_override", kv_tokens_override,
+                              f"must hold at least one KV block of {block_size} tokens")
     if blocks < 1:
         raise ConfigError(
             "model",

@@ -1,5 +1,5 @@
-"""aiconfigurator importer: bf16 filtering, merged repeats, units and mapped shapes, on the
-reference tables and on a small hand-made system directory."""
+"""aiconfigurator importer: bf16 and fp8 files, merged repeats, units and mapped shapes, on
+the reference tables and on a small hand-made system directory."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from simulator.errors import ConfigError
 from simulator.profiles import ProfileStore
 
 
-def _bf16_attention(df: pd.DataFrame) -> pd.DataFrame:
-    keep = (df["attn_dtype"] == "bfloat16") & (df["kv_cache_dtype"] == "bfloat16")
+def _bf16_attention(df: pd.DataFrame, kv: str = "bfloat16") -> pd.DataFrame:
+    keep = (df["attn_dtype"] == "bfloat16") & (df["kv_cache_dtype"] == kv)
     if "window_size" in df.columns:
         keep &= df["window_size"] == 0
     return df[keep]
+
+
+FP8_SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm")  # A100 has no fp8 rows
 
 
 def test_reference_import_counts_and_values(
@@ -34,7 +37,10 @@ def test_reference_import_counts_and_values(
     out, err = capsys.readouterr()
     store = ProfileStore(tmp_path)
     entries = store.entries()
-    assert len(entries) == 4 * len(SYSTEMS)
+    # bf16: 2 attention + layer_ops + collective per system; fp8: 2 attention + layer_ops
+    assert len(entries) == 4 * len(SYSTEMS) + 3 * len(FP8_SYSTEMS)
+    assert sorted(entries[entries["dtype"] == "fp8"]["device"].unique()) == sorted(
+        SYSTEMS[s] for s in FP8_SYSTEMS)
     assert f"{len(entries)} files, {entries['rows'].sum()} rows" in out
     assert "NCCL rows of ops other than all_reduce, all_gather skipped" in err
 
@@ -58,6 +64,23 @@ def test_reference_import_counts_and_values(
         nccl = tables["nccl"]
         nccl = nccl[(nccl["nccl_dtype"] == "half")
                     & nccl["op_name"].isin(["all_reduce", "all_gather"])]
+        for kind, family in (("context", "attention_prefill"),
+                             ("generation", "attention_decode")):
+            raw8 = _bf16_attention(tables[kind], kv="fp8")
+            assert (len(raw8) > 0) == (system in FP8_SYSTEMS)
+            if len(raw8):
+                df8, meta8 = store.load_shapes(sku, family, dtype="fp8")
+                assert meta8.dtype == "fp8" and df8["count"].sum() == len(raw8)
+        if system in FP8_SYSTEMS:
+            ops8, meta8 = store.load_shapes(sku, "layer_ops", dtype="fp8")
+            assert meta8.dtype == "fp8"
+            g8 = tables["gemm"][tables["gemm"]["gemm_dtype"] == "fp8"]
+            m8 = tables["moe"][tables["moe"]["moe_dtype"] == "fp8"]
+            assert ops8[ops8["op"] == "gemm"]["count"].sum() == len(g8) > 0
+            assert ops8[ops8["op"] == "moe_experts"]["count"].sum() == len(m8) > 0
+        else:
+            with pytest.raises(ConfigError, match="fp8"):
+                store.load_shapes(sku, "layer_ops", dtype="fp8")
         coll, cmeta = store.load(sku, "", 1, "collective")
         assert cmeta.node == f"hgx-{sku.split('-')[0]}" or cmeta.node == "dgx-a100"
         assert coll["count"].sum() == len(tables["allreduce"]) + len(nccl)
@@ -124,17 +147,28 @@ def test_small_system_and_unknown_names(tmp_path: Path,
     _system(src, "mi300x")
     written = import_aiconfigurator(src, tmp_path / "store")
     assert [w.path.relative_to(tmp_path / "store").as_posix() for w in written] == [
-        "h100-sxm/ops/tp1/layer_ops.parquet"]
-    assert written[0].rows == 2 and written[0].source_rows == 2  # the fp8 row is left out
+        "h100-sxm/ops/tp1/layer_ops.parquet", "h100-sxm/ops/tp1/layer_ops-fp8.parquet"]
+    assert written[0].rows == 2 and written[0].source_rows == 2  # bf16 rows only
+    assert written[1].rows == 1 and written[1].source_rows == 1  # the fp8 row, apart
     assert "unknown aiconfigurator system 'mi300x'" in capsys.readouterr().err
-    df, meta = ProfileStore(tmp_path / "store").load_shapes("h100-sxm", "layer_ops")
+    store = ProfileStore(tmp_path / "store")
+    df, meta = store.load_shapes("h100-sxm", "layer_ops")
     np.testing.assert_allclose(df["mean_us"], [10.0, 20.0])
     assert "version 0.0.1" in meta.origin and set(df["op"]) == {"gemm"}
+    df8, meta8 = store.load_shapes("h100-sxm", "layer_ops", dtype="fp8")
+    np.testing.assert_allclose(df8["mean_us"], [5.0])
+    assert meta8.dtype == "fp8" and meta.dtype == "bf16"
+    only = import_aiconfigurator(src, tmp_path / "bf16only", dtypes=["bf16"])
+    assert [w.path.name for w in only] == ["layer_ops.parquet"]
+    with pytest.raises(ConfigError, match="--dtypes"):
+        import_aiconfigurator(src, tmp_path / "x", dtypes=["fp4"])
     with pytest.raises(ConfigError, match="mi300x"):
         import_aiconfigurator(src, tmp_path / "store", strict=True)
     with pytest.raises(ConfigError, match="--systems"):
         import_aiconfigurator(src, tmp_path / "store", systems=["b200_sxm"])
     assert main([str(src), str(tmp_path / "s2"), "--systems", "h100_sxm"]) == 0
+    assert "2 files, 3 rows" in capsys.readouterr().out
+    assert main([str(src), str(tmp_path / "s3"), "--systems", "h100_sxm", "--dtypes", "bf16"]) == 0
     assert "1 files, 2 rows" in capsys.readouterr().out
 
 

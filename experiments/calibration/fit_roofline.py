@@ -52,6 +52,10 @@ SCALED_SKUS: dict[str, tuple[str, str]] = {
     "a10g": ("a100-80gb", "Ampere (sm_86): the same mma.sync GEMMs and FlashAttention-2"),
     "l40s": ("a100-80gb", "Ada (sm_89) runs Ampere-style mma.sync kernels and "
              "FlashAttention-2, not Hopper's wgmma/FA3"),
+    "rtx-4090": ("a100-80gb", "Ada (sm_89) runs Ampere-style mma.sync kernels and "
+                 "FlashAttention-2, not Hopper's wgmma/FA3"),
+    "rtx-pro-6000": ("a100-80gb", "GB202 Blackwell (sm_120) has neither wgmma nor tcgen05: "
+                     "mma.sync-class GEMMs and FlashAttention-2, as on Ampere"),
 }
 # Catalogue node -> (source kind, source name) for the all-reduce fits.
 # aic: aiconfigurator custom_allreduce_perf graph rows (vLLM's TP all-reduce under CUDA
@@ -76,6 +80,9 @@ SCALED_NODES: dict[str, tuple[str, str]] = {
     "dgx-a100-40gb": ("dgx-a100", "same DGX A100 chassis, NVSwitch and network"),
     "l40s-pcie": ("a100-pairwise-nvlink", "PCIe ring: its 4-GPU all-reduce crosses PCIe"),
     "a10g-pcie": ("a100-pairwise-nvlink", "PCIe ring: its 4-GPU all-reduce crosses PCIe"),
+    "rtx-4090-pcie": ("a100-pairwise-nvlink", "PCIe ring: its 4-GPU all-reduce crosses PCIe"),
+    "rtx-pro-6000-pcie": ("a100-pairwise-nvlink",
+                          "PCIe ring: its 4-GPU all-reduce crosses PCIe"),
 }
 SEND_SCALED: dict[str, str] = {"hgx-h200": "hgx-h100", "hgx-b200": "hgx-h100"}
 TOPOLOGY_DEFAULTS = {

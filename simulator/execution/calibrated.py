@@ -43,6 +43,7 @@ from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError
 from simulator.execution.roofline import RooflineModel, RooflineParams
+from simulator.precision import BF16, Precision
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.yaml")
 FAMILIES = ("gemm", "attention_prefill", "attention_decode")
@@ -289,6 +290,11 @@ class CalibratedModel(RooflineModel):
     over the routed tokens and the used experts' weights); prefill attention is one kernel
     over all prefill chunks of the batch; decode attention one ``DecodeCurve`` kernel over
     all decodes. Costs that depend only on the token count are memoised per count.
+
+    ``precision`` as in ``RooflineModel``: FP8 weights put the layers' GEMM kernels at the
+    SKU's fp8 peak with one byte per weight (the curve fitted on bf16 GEMMs is assumed to
+    hold as a fraction of the fp8 peak); an FP8 KV cache halves the KV bytes of both
+    attention kernels.
     """
 
     def __init__(
@@ -300,6 +306,7 @@ class CalibratedModel(RooflineModel):
         pp: int,
         params: RooflineParams = _DEFAULT_PARAMS,
         calibration: Calibration | None = None,
+        precision: Precision = BF16,
     ) -> None:
         cal = calibration if calibration is not None else load_calibration()
         self.calibration = cal
@@ -307,10 +314,14 @@ class CalibratedModel(RooflineModel):
         self.node_calibration = cal.for_node(node)
         self._gemm_cache: dict[int, tuple[float, float, float]] = {}
         self._lm_cache: dict[int, float] = {}
-        super().__init__(model, sku, node, tp, pp, params)  # calls the hooks below
         dt = model.dtype_bytes
         self._peak = (sku.fp8_tflops if dt == 1 and sku.fp8_tflops > 0 else sku.bf16_tflops) * 1e12
+        self._wdt = precision.weight_bytes(model)
+        self._gemm_peak = (sku.fp8_tflops * 1e12 if self._wdt == 1 and sku.fp8_tflops > 0
+                           else self._peak)
         self._bw = sku.mem_bw_gbps * 1e9
+        super().__init__(model, sku, node, tp, pp, params, precision)  # calls the hooks below
+        kdt = precision.kv_bytes(model)
         heads = model.num_heads / tp
         hd = model.head_size
         kv = memory.kv_heads_per_gpu(model, tp) * hd
@@ -318,7 +329,7 @@ class CalibratedModel(RooflineModel):
         # Prefill attention: FLOPs per unit of sum c (2p + c + 1); bytes per KV token read
         # and per Q/O token.
         self._ap_flops = 2.0 * heads * hd
-        self._kv_bytes = 2.0 * kv * dt
+        self._kv_bytes = 2.0 * kv * kdt
         self._qo_bytes = 2.0 * q * dt
         # Decode attention, as coefficients of (Lsum, D) so it stays + - * / and xmax.
         dc = self.sku_calibration.attention_decode
@@ -351,10 +362,16 @@ class CalibratedModel(RooflineModel):
         return out
 
     # ------------------------------------------------------------------ kernels
-    def _gemm(self, m: float, k: float, n: float, weights: float = 1.0) -> float:
-        """One GEMM kernel: ``m`` rows times ``weights`` weight matrices of ``k x n``."""
+    def _gemm(self, m: float, k: float, n: float, weights: float = 1.0,
+              quantised: bool = True) -> float:
+        """One GEMM kernel: ``m`` rows times ``weights`` weight matrices of ``k x n``;
+        ``quantised``: a layer linear (weights in ``precision.weights``), else in the
+        checkpoint's dtype (router, LM head)."""
         dt = self.model.dtype_bytes
         flops = 2.0 * m * k * n
+        if quantised and self._wdt != dt:
+            nbytes = self._wdt * weights * k * n + dt * m * (k + n)
+            return self.sku_calibration.gemm.seconds(flops, nbytes, self._gemm_peak, self._bw)
         nbytes = dt * (weights * k * n + m * (k + n))
         return self.sku_calibration.gemm.seconds(flops, nbytes, self._peak, self._bw)
 
@@ -375,7 +392,7 @@ class CalibratedModel(RooflineModel):
             r = t * m.experts_top_k
             used = min(float(m.num_experts), r)
             mlp = (
-                self._gemm(t, h, m.num_experts)
+                self._gemm(t, h, m.num_experts, quantised=False)
                 + self._gemm(r, h, up, used)
                 + self._act * r
                 + self._gemm(r, f, h, used)
@@ -389,7 +406,8 @@ class CalibratedModel(RooflineModel):
     def _lm_head(self, S, xmax: Callable):
         cached = self._lm_cache.get(S)
         if cached is None:
-            cached = self._gemm(float(S), self.model.hidden_size, self.model.vocab_size / self.tp)
+            cached = self._gemm(float(S), self.model.hidden_size, self.model.vocab_size / self.tp,
+                                quantised=False)
             self._lm_cache[S] = cached
         return cached
 

@@ -25,6 +25,7 @@ from simulator import memory
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError, one_of
 from simulator.execution.base import ExecutionModel
+from simulator.precision import BF16, Precision
 
 TOPOLOGIES = ("nvswitch", "pairwise_nvlink", "pcie")
 
@@ -108,9 +109,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
-def _gemm(n_in: float, n_out: float, dt: int, flops: float, bw: float) -> tuple[float, ...]:
-    """(s per token of compute, s of weight reads, s per token of activation traffic)."""
-    return (2.0 * n_in * n_out / flops, n_in * n_out * dt / bw, (n_in + n_out) * dt / bw)
+def _gemm(n_in: float, n_out: float, wdt: int, dt: int, flops: float,
+          bw: float) -> tuple[float, ...]:
+    """(s per token of compute, s of weight reads, s per token of activation traffic);
+    ``wdt`` bytes per weight, ``dt`` per activation."""
+    return (2.0 * n_in * n_out / flops, n_in * n_out * wdt / bw, (n_in + n_out) * dt / bw)
 
 
 class RooflineModel(ExecutionModel):
@@ -139,6 +142,11 @@ class RooflineModel(ExecutionModel):
     every stage but the last sends ``tokens * hidden`` activations to the next; the last
     adds the final norm, the LM head (one row per sequence, vocab sharded by TP) and
     sampling. Peak FLOP/s is bf16 (fp8 when ``dtype_bytes == 1`` and the SKU has it).
+
+    ``precision`` (``simulator.precision``): FP8 weights run the layers' GEMMs (QKV, O,
+    MLP, experts) at the SKU's fp8 peak and read one byte per weight; the router, LM head
+    and activations keep the checkpoint's dtype. An FP8 KV cache reads one byte per K/V
+    element in attention. The default, bf16, is the model's own dtype throughout.
     """
 
     def __init__(
@@ -149,7 +157,10 @@ class RooflineModel(ExecutionModel):
         tp: int,
         pp: int,
         params: RooflineParams = RooflineParams(),  # frozen: safe to share
+        precision: Precision = BF16,
     ) -> None:
+        precision.check_sku(sku)
+        self.precision = precision
         for name, v in (("parallel.tensor_parallel", tp), ("parallel.pipeline_parallel", pp)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, v, "must be an integer >= 1")
@@ -173,11 +184,15 @@ class RooflineModel(ExecutionModel):
         self.num_stages = pp
         P = params
         self._layers = model.num_layers // pp
-        dt = model.dtype_bytes
+        dt = model.dtype_bytes  # activations (and everything not quantised)
+        wdt = precision.weight_bytes(model)  # the layers' linear weights
+        kdt = precision.kv_bytes(model)  # KV cache
         h = model.hidden_size
         hd = model.head_size
         peak = (sku.fp8_tflops if dt == 1 and sku.fp8_tflops > 0 else sku.bf16_tflops) * 1e12
-        F = peak * P.gemm_efficiency  # GEMM FLOP/s
+        gemm_peak = sku.fp8_tflops * 1e12 if wdt == 1 and sku.fp8_tflops > 0 else peak
+        F0 = peak * P.gemm_efficiency  # GEMM FLOP/s in the checkpoint's dtype
+        F = gemm_peak * P.gemm_efficiency  # GEMM FLOP/s of the layers' linear layers
         FA = peak * P.attention_efficiency  # attention FLOP/s
         B = sku.mem_bw_gbps * 1e9 * P.memory_efficiency  # HBM bytes/s
         heads = model.num_heads / tp
@@ -186,19 +201,20 @@ class RooflineModel(ExecutionModel):
         kv = kv_heads * hd  # K (and V) width per GPU
 
         # GEMMs: (compute s/token, weight s, activation s/token).
-        self._qkv = _gemm(h, q + 2 * kv, dt, F, B)
-        self._o = _gemm(q, h, dt, F, B)
+        self._qkv = _gemm(h, q + 2 * kv, wdt, dt, F, B)
+        self._o = _gemm(q, h, wdt, dt, F, B)
         f = model.ffn_size / tp
         up_mats = 2 if model.gated_mlp else 1
-        self._up = _gemm(h, up_mats * f, dt, F, B)
-        self._down = _gemm(f, h, dt, F, B)
+        self._up = _gemm(h, up_mats * f, wdt, dt, F, B)
+        self._down = _gemm(f, h, wdt, dt, F, B)
         # Activation (and gating product): read up_mats * f, write f per (routed) token.
         self._act = (up_mats + 1) * f * dt / B
         self._moe = model.is_moe
         self._experts = model.num_experts
         self._top_k = model.experts_top_k
         # The router is small and replicated on every TP rank.
-        self._router = _gemm(h, model.num_experts, dt, F, B) if self._moe else (0.0, 0.0, 0.0)
+        self._router = (_gemm(h, model.num_experts, dt, dt, F0, B) if self._moe
+                        else (0.0, 0.0, 0.0))
 
         # Memory-bound per-token costs: 2 norms (read + write, weights negligible), and
         # elementwise = 2 residual adds (read 2, write 1) + RoPE (read + write Q and K).
@@ -208,7 +224,7 @@ class RooflineModel(ExecutionModel):
 
         # Attention. Prefill FLOPs = 2 * heads * hd * sum(c * (2p + c + 1)) (integer units).
         self._ap_f = 2.0 * heads * hd / FA
-        kv_tok = 2 * kv * dt / B  # s to read one token's K and V in one layer
+        kv_tok = 2 * kv * kdt / B  # s to read one token's K and V in one layer
         self._kv_tok = kv_tok
         self._qo_tok = 2 * q * dt / B  # s to read Q and write O of one token
         self._ad_f = 4.0 * heads * hd / FA
@@ -225,7 +241,7 @@ class RooflineModel(ExecutionModel):
         self._embed_tok = 2 * h * dt / B
         self._cpu_base = P.cpu_overhead_base_s
         self._cpu_seq = P.cpu_overhead_per_seq_s
-        self._lm = _gemm(h, model.vocab_size / tp, dt, F, B)
+        self._lm = _gemm(h, model.vocab_size / tp, dt, dt, F0, B)
         self._sample_seq = P.sampling_per_seq_s
         # PP send of stage s to s + 1: (s per token, latency).
         self._send = self._send_terms()
@@ -446,7 +462,7 @@ class RooflineModel(ExecutionModel):
     def weight_bytes_per_gpu(self) -> float:
         """Weight bytes on the most loaded GPU: its stage's layers / tp, plus the embedding
         on stage 0 and the LM head on the last stage (both when ``pp == 1``)."""
-        return memory.weight_bytes_per_gpu(self.model, self.tp, self.pp)
+        return memory.weight_bytes_per_gpu(self.model, self.tp, self.pp, self.precision)
 
     def activation_bytes_per_gpu(self, max_tokens: int, max_seqs: int | None = None) -> float:
         """Transient-memory headroom for the largest batch (see ``memory``):

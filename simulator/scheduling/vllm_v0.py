@@ -1,4 +1,4 @@
-"""vLLM v0 (up to 0.6, chunked prefill off): prefill-first iteration batching.
+"""vLLM v0 (up to 0.6): prefill-first iteration batching, or chunked prefill when switched on.
 
 Whenever waiting prompts can be admitted, the step is a prefill-only batch of whole
 prompts (FCFS) under ``max_tokens_per_batch`` (max_num_batched_tokens) and
@@ -7,21 +7,38 @@ least ``watermark`` of the cache free. Otherwise the step decodes every running 
 a request that needs a new block when none is free preempts the newest running request
 (recompute: its KV is dropped and its prompt plus output so far is prefilled again later,
 first in line). A prompt longer than max_tokens_per_batch is rejected, as vLLM does.
+
+With ``chunked_prefill: on`` (vLLM 0.6's default for models with more than 32K tokens of
+context, ``SchedulerConfig.resolved``) it is vLLM v0's chunked-prefill scheduler instead:
+decodes first, then the running prefills, then new prompts in chunks, all under one token
+budget (``chunk_size``, max_num_batched_tokens) and ``max_batch_size``; the policy of
+Sarathi-Serve (``sarathi``), with new prompts admitted only above the watermark.
 """
 
 from __future__ import annotations
 
-from simulator.scheduling.base import ReplicaScheduler, register
+from simulator.config import SchedulerConfig
+from simulator.scheduling.base import register
 from simulator.scheduling.batch import Batch
+from simulator.scheduling.sarathi import SarathiScheduler
 
 
 @register
-class VllmV0Scheduler(ReplicaScheduler):
+class VllmV0Scheduler(SarathiScheduler):
     name = "vllm_v0"
+
+    @classmethod
+    def max_batch_tokens(cls, cfg: SchedulerConfig) -> int:
+        return cfg.chunk_size if cfg.chunked_prefill == "on" else cfg.max_tokens_per_batch
+
+    def _can_allocate(self, rid: int) -> bool:
+        """Admission of a new prompt (chunked mode): its blocks must leave the watermark."""
+        need = self.blocks_for(self.admission_tokens(rid)) - self.state.blocks[rid]
+        return self.free_blocks - need >= self.cfg.watermark * self.num_blocks
 
     def reject_reason(self, rid: int) -> str:
         prompt = self.state.prefill[rid]
-        if prompt > self.cfg.max_tokens_per_batch:
+        if self.cfg.chunked_prefill != "on" and prompt > self.cfg.max_tokens_per_batch:
             return (f"prompt of {prompt} tokens exceeds max_tokens_per_batch "
                     f"{self.cfg.max_tokens_per_batch} (vLLM v0 without chunked prefill)")
         usable = self.num_blocks - self.cfg.watermark * self.num_blocks
@@ -42,6 +59,8 @@ class VllmV0Scheduler(ReplicaScheduler):
         return self.free_blocks - need >= self.cfg.watermark * self.num_blocks
 
     def schedule(self, now: float) -> Batch | None:
+        if self.cfg.chunked_prefill == "on":
+            return super().schedule(now)
         st = self.state
         batch = Batch(self.replica)
         self.preempted_now.clear()
@@ -66,6 +85,8 @@ class VllmV0Scheduler(ReplicaScheduler):
         return batch or None
 
     def steady(self) -> bool:
+        if self.cfg.chunked_prefill == "on":
+            return super().steady()
         st = self.state
         for rid in self.running:
             if st.in_flight[rid] or st.processed[rid] < st.target[rid]:

@@ -1,0 +1,133 @@
+"""Parameters of the predictors and of the profiled execution model (no heavy imports).
+
+Kept apart from the fitting code so that ``simulator.config`` can hold them without
+importing scikit-learn: a simulation that does not use profiles does not pay for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from simulator.errors import ConfigError
+
+if TYPE_CHECKING:
+    from simulator.execution.predictors.base import Predictor
+
+FALLBACKS = ("roofline", "calibrated")
+
+
+@dataclass(frozen=True)
+class PredictorParams:
+    """Hyper-parameters of the grid search (part of every cache key)."""
+
+    n_estimators: int = 24
+    max_depth: tuple[int, ...] = (0,)  # 0 = grown until min_samples_leaf
+    min_samples_leaf: tuple[int, ...] = (1,)
+    base: tuple[bool, ...] = (False, True)  # forest on log-time, and on log(time / base)
+    cv_folds: int = 3
+    max_cv_rows: int = 3000
+    tie_tolerance: float = 0.05  # prefer a cheaper model within 5% of the best CV score
+    piecewise: bool = True  # include the piecewise-linear candidate
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_estimators", "cv_folds", "max_cv_rows"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (2 if name == "cv_folds"
+                                                                     else 1):
+                raise ConfigError(f"execution.profiled.{name}", v, "must be an integer >= "
+                                  + ("2" if name == "cv_folds" else "1"))
+        for name, lo in (("max_depth", 0), ("min_samples_leaf", 1)):
+            v = tuple(getattr(self, name))
+            if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < lo for x in v):
+                raise ConfigError(f"execution.profiled.{name}", getattr(self, name),
+                                  f"must be a non-empty list of integers >= {lo}")
+            object.__setattr__(self, name, v)
+        base = tuple(self.base)
+        if not base or any(not isinstance(b, bool) for b in base):
+            raise ConfigError("execution.profiled.base", self.base,
+                              "must be a non-empty list of booleans")
+        object.__setattr__(self, "base", base)
+        if not 0 <= self.tie_tolerance < 1:
+            raise ConfigError("execution.profiled.tie_tolerance", self.tie_tolerance,
+                              "must be in [0, 1)")
+
+    def as_key(self) -> dict[str, Any]:
+        """The parameters as plain JSON-able values (for cache keys)."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    def candidates(self, family: str) -> list[Predictor]:
+        """The grid: piecewise-linear first (cheapest), then the forests."""
+        from simulator.execution.predictors.forest import ForestPredictor
+        from simulator.execution.predictors.piecewise import PiecewiseLinearPredictor
+
+        out: list[Predictor] = [PiecewiseLinearPredictor(family)] if self.piecewise else []
+        for base in self.base:
+            for depth in self.max_depth:
+                for leaf in self.min_samples_leaf:
+                    out.append(ForestPredictor(family, n_estimators=self.n_estimators,
+                                               max_depth=depth or None, min_samples_leaf=leaf,
+                                               base=base, random_state=self.seed))
+        return out
+
+
+@dataclass(frozen=True)
+class ProfiledParams:
+    """Where the profiles are, where fitted predictors are cached, and the fit/table knobs.
+
+    ``store``: one profile-store root or several (searched in order per family; e.g. the
+    Vidur import and the aiconfigurator import). ``cache_dir``: "" = ``$VIDUR_SEARCH_CACHE``
+    or ``~/.cache/vidur_search``. The forest and CV fields are the grid search's
+    (:class:`PredictorParams`). ``dense_tokens``: token tables evaluate every integer up
+    to it, then ``tokens_per_octave`` points per doubling; ``axis_per_octave``: points per
+    doubling of the KV-length and chunk axes; ``batch_dense``: batch rows evaluated at
+    every integer up to it.
+    """
+
+    store: str | tuple[str, ...] = ()
+    cache_dir: str = ""
+    fallback: str = "roofline"  # the model for operators without profiles
+    n_estimators: int = 24
+    max_depth: tuple[int, ...] = (0,)
+    min_samples_leaf: tuple[int, ...] = (1,)
+    base: tuple[bool, ...] = (False, True)
+    cv_folds: int = 3
+    max_cv_rows: int = 3000
+    seed: int = 0
+    dense_tokens: int = 4096
+    tokens_per_octave: int = 64
+    axis_per_octave: int = 16
+    batch_dense: int = 64
+
+    def __post_init__(self) -> None:
+        roots = (self.store,) if isinstance(self.store, str | os.PathLike) else self.store
+        roots = tuple(str(r) for r in roots if str(r))
+        object.__setattr__(self, "store", roots)
+        for name in ("max_depth", "min_samples_leaf", "base"):  # lists from YAML
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.fallback not in FALLBACKS:
+            raise ConfigError("execution.profiled.fallback", self.fallback,
+                              "allowed values are " + ", ".join(FALLBACKS))
+        for name in ("dense_tokens", "tokens_per_octave", "axis_per_octave", "batch_dense"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"execution.profiled.{name}", v, "must be an integer >= 1")
+        k = self.axis_per_octave
+        if k & (k - 1):
+            raise ConfigError("execution.profiled.axis_per_octave", k, "must be a power of two")
+        self.predictor_params()  # validates the grid-search fields
+
+    def predictor_params(self) -> PredictorParams:
+        """The grid-search hyper-parameters (part of every cache key)."""
+        return PredictorParams(
+            n_estimators=self.n_estimators, max_depth=tuple(self.max_depth),
+            min_samples_leaf=tuple(self.min_samples_leaf), base=tuple(self.base),
+            cv_folds=self.cv_folds, max_cv_rows=self.max_cv_rows, seed=self.seed,
+        )
+
+
+__all__ = ["FALLBACKS", "PredictorParams", "ProfiledParams"]

@@ -1,0 +1,138 @@
+"""Piecewise-linear predictor: log-time linear in log-size between measured sizes.
+
+For operators whose time depends on one size once the rest of the shape is fixed (a
+model's GEMMs and element-wise ops in tokens, a collective in bytes for a GPU count),
+interpolating between the measured sizes is often as accurate as a forest and far
+cheaper. Per curve (one per distinct value of the family's group columns): knots at the
+measured sizes (repeated sizes averaged in log space; knots closer than ``min_gap`` in
+log-size merged), linear interpolation of log-time in log-size between them, and the first
+knot's time below the range. Above the range the time grows linearly in size from the last
+knot, at the slope of a least-squares line through the upper ``tail`` share of the knots
+(GEMMs in tokens, collectives in bytes and attention in KV length are all asymptotically
+linear). A group not seen in fitting uses the nearest curve (in log group values), scaled
+by the ratio of the family's fitted linear base
+(:func:`~simulator.execution.predictors.features.fit_base`) between the two groups.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Self
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import ConfigError
+from simulator.execution.predictors.base import MIN_US, Predictor, check_fitted, log_target
+from simulator.execution.predictors.features import base_basis, family_features, fit_base
+
+
+class PiecewiseLinearPredictor(Predictor):
+    """Log-log linear interpolation along the family's axis, one curve per group."""
+
+    cost = 0
+
+    def __init__(self, family: str = "layer_ops", min_gap: float = 0.0,
+                 tail: float = 0.1) -> None:
+        self.family = family
+        self.min_gap = min_gap
+        self.tail = tail
+
+    def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
+        """One curve per group of ``X``'s group columns, and the base for extrapolation."""
+        spec = family_features(self.family)
+        if not 0 < self.tail <= 1 or self.min_gap < 0:
+            raise ConfigError("PiecewiseLinearPredictor", (self.min_gap, self.tail),
+                              "needs min_gap >= 0 and tail in (0, 1]")
+        ly = log_target(y, f"PiecewiseLinearPredictor[{self.family}].y")
+        self.base_coef_ = fit_base(base_basis(self.family, X), np.exp(ly))
+        lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
+        curves: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
+        for g, rows in sorted(_group_rows(X, spec.groups), key=lambda t: t[0]):
+            mean = pd.Series(ly[rows]).groupby(lx[rows], sort=True).mean()
+            kx, ky = self._thin(mean.index.to_numpy(dtype=np.float64), mean.to_numpy())
+            curves[g] = (kx, ky, self._tail_slope(kx, ky))
+        self.curves_ = curves
+        self.group_points_ = np.array([_log_point(g) for g in curves]) if spec.groups else None
+        return self
+
+    def _tail_slope(self, kx: np.ndarray, ky: np.ndarray) -> float:
+        """Time per unit of size (us) over the upper ``tail`` share of the knots (>= 0)."""
+        if len(kx) < 2:
+            return 0.0
+        m = max(2, math.ceil(self.tail * len(kx)))
+        x, t = np.exp(kx[-m:]), np.exp(ky[-m:])
+        return max(float(np.polyfit(x, t, 1)[0]), 0.0)
+
+    def _base(self, X: pd.DataFrame) -> np.ndarray:
+        return np.maximum(base_basis(self.family, X) @ self.base_coef_, MIN_US)
+
+    def _thin(self, kx: np.ndarray, ky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Merge knots closer than ``min_gap`` (log-size) into their mean."""
+        if self.min_gap <= 0 or len(kx) < 3:
+            return kx, ky
+        xs, ys, bx, by = [], [], [kx[0]], [ky[0]]
+        for x, v in zip(kx[1:], ky[1:], strict=True):
+            if x - bx[0] < self.min_gap:
+                bx.append(x)
+                by.append(v)
+            else:
+                xs.append(float(np.mean(bx)))
+                ys.append(float(np.mean(by)))
+                bx, by = [x], [v]
+        xs.append(float(np.mean(bx)))
+        ys.append(float(np.mean(by)))
+        return np.array(xs), np.array(ys)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Interpolated (or extrapolated) time per row of ``X``, in us."""
+        check_fitted(self, "curves_")
+        spec = family_features(self.family)
+        lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
+        out = np.empty(len(X))
+        for g, rows in _group_rows(X, spec.groups):
+            near = self._nearest(g)
+            kx, ky, slope = self.curves_[near]
+            x = lx[rows]
+            v = np.exp(np.interp(x, kx, ky))
+            if near != g:  # another group's curve, moved along the base to this group
+                sub = X.iloc[rows]
+                moved = sub.copy()
+                for col, val in zip(spec.groups, near, strict=True):
+                    moved[col] = val
+                v *= self._base(sub) / self._base(moved)
+            else:
+                moved = None
+            above = x > kx[-1]
+            if above.any():  # linear in size at the tail's slope, from the last knot
+                v[above] = math.exp(ky[-1]) + slope * (np.exp(x[above]) - math.exp(kx[-1]))
+                if near != g:
+                    v[above] *= (self._base(X.iloc[rows[above]])
+                                 / self._base(moved.iloc[np.flatnonzero(above)]))
+            out[rows] = v
+        return out
+
+    def _nearest(self, g: tuple) -> tuple:
+        if g in self.curves_:
+            return g
+        d = np.abs(self.group_points_ - _log_point(g)).sum(axis=1)
+        return list(self.curves_)[int(np.argmin(d))]
+
+
+def _group_rows(X: pd.DataFrame, groups: tuple[str, ...]) -> list[tuple[tuple, np.ndarray]]:
+    """(group key, row positions) for each distinct group of ``X``."""
+    if not groups:
+        return [((), np.arange(len(X)))]
+    frame = pd.DataFrame({c: X[c].to_numpy(dtype=np.int64) for c in groups})
+    out = []
+    for g, rows in frame.groupby(list(groups), sort=False).indices.items():
+        key = tuple(int(v) for v in (g if isinstance(g, tuple) else (g,)))
+        out.append((key, rows))
+    return out
+
+
+def _log_point(g: tuple) -> np.ndarray:
+    return np.log1p(np.asarray(g, dtype=np.float64))
+
+
+__all__ = ["PiecewiseLinearPredictor"]

@@ -1,0 +1,645 @@
+"""Profile-driven batch runtimes: measured operator times through fitted predictors.
+
+``ProfiledModel`` has the stage structure of :class:`RooflineModel` (per layer: norms,
+QKV/O/MLP GEMMs, RoPE and residual adds, prefill and decode attention, two TP
+all-reduces; stage 0 adds the embedding, its all-reduce and the CPU overhead, every stage
+but the last the PP send, the last the final norm, LM head and sampling), but each
+operator's time comes from the profiles of (model, SKU, TP) where they have it:
+
+- ``layer_ops`` of the model at this TP (e.g. Vidur's ``mlp.csv``): required; a missing
+  file is a ConfigError naming the profiler command and the fallback kinds;
+- attention: the model's own ``attention_prefill``/``attention_decode`` files, else the
+  SKU's shape-keyed tables (aiconfigurator's), fitted on all head shapes and evaluated at
+  this model's heads per GPU (when the table holds that shape), else the fallback;
+- TP all-reduce and PP send: the node's ``collective`` file (``num_gpus = tp``,
+  ``gpus_per_node = tp``; a send is ``num_gpus = 2`` with 2 or 1 GPUs on one node);
+- CPU overhead, sampling and the LM head: the model's ``cpu_overhead`` file and
+  ``lm_head`` rows when present.
+
+Anything else comes from ``fallback`` (a RooflineModel or a subclass such as
+CalibratedModel): its GEMM, attention, LM-head and collective hooks, its parameters for
+the memory-bound ops, launch, CPU and sampling overheads.
+
+Predictors (:mod:`~simulator.execution.predictors`) are fitted once per profile and cached
+on disk, then compiled into lookup tables over the operating range: every token count up
+to ``max_tokens``, every batch size up to ``max_batch``, KV lengths and prefill chunks on an
+octave grid. A shape outside the range a profile measured is predicted at the nearest
+measured shape and scaled by the fallback's ratio between the two (the roofline carries
+the growth); such lookups are counted in :attr:`ProfiledModel.out_of_range`. Shapes beyond
+the compiled tables (more tokens than ``max_tokens``, larger batches than ``max_batch``)
+scale the table's last entry linearly and count as ``"beyond_table"``.
+
+Prefill attention of ``n`` chunks ``(c_i, p_i)`` is looked up as ``n`` chunks of the
+equal-work chunk ``c`` with ``c (c + 1) = mean(c_i (2 p_i + c_i + 1))`` and no prior
+context (Vidur's reduction; the tables are measured from an empty cache); decode attention
+of ``D`` sequences as ``D`` sequences of the mean context. ``decode_steps`` uses the same
+arithmetic as ``stage_times`` on numpy arrays, so the two agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simulator import memory
+from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
+from simulator.errors import ConfigError
+from simulator.execution.base import ExecutionModel
+from simulator.execution.predictors.cache import PredictorCache
+from simulator.execution.predictors.params import FALLBACKS, ProfiledParams
+from simulator.execution.predictors.selection import FitResult
+from simulator.execution.predictors.tables import (
+    OctaveAxis,
+    OctaveTable,
+    TokenTable,
+    integer_points,
+)
+from simulator.execution.roofline import PARTS, RooflineModel
+from simulator.profiles import ProfileStore
+
+_DTYPE_NAMES = {1: "fp8", 2: "bf16", 4: "fp32"}
+_MLP_OPS = ("gate_up_proj", "act", "down_proj")
+_CPU_OPS = ("schedule", "prepare_inputs", "process_outputs")
+
+
+@dataclass
+class _Source:
+    """Fitted predictors of one profile table and what they cover."""
+
+    results: dict[str, FitResult]
+    origin: str  # file the rows came from
+
+    def has(self, op: str) -> bool:
+        return op in self.results
+
+    def predict(self, op: str, X: pd.DataFrame) -> np.ndarray:
+        """Seconds (the profiles hold microseconds)."""
+        return self.results[op].predict(X) * 1e-6
+
+    def hi(self, op: str, col: str) -> float:
+        return self.results[op].ranges[col][1]
+
+    def lo(self, op: str, col: str) -> float:
+        return self.results[op].ranges[col][0]
+
+
+def store_roots(params: ProfiledParams) -> tuple[str, ...]:
+    """The profile stores to search: ``execution.profiled.store``, or the measured profiles
+    shipped with the package (``simulator/profiles/data``: H100 Llama-3-8B, Llama-2-70B,
+    Llama-3-70B) when none is named."""
+    if params.store:
+        return tuple(params.store)
+    return (str(resources.files("simulator.profiles") / "data"),)
+
+
+def require_layer_ops(params: ProfiledParams, model: str, device: str, tp: int,
+                      dtype: str = "bf16") -> tuple[ProfileStore, str]:
+    """(store, root) holding ``layer_ops`` for (model, device, TP); ConfigError naming the
+    profiler command to run, or the fallback kinds, when none does."""
+    stores = [ProfileStore(r) for r in store_roots(params)]
+    for store in stores:
+        if "layer_ops" in store.coverage(model, device, tp, dtype):
+            return store, str(store.root)
+    try:
+        stores[0].require(model, device, tp, ("layer_ops",), dtype)
+    except ConfigError as err:
+        others = [str(s.root) for s in stores[1:]]
+        extra = f" (also searched {', '.join(others)})" if others else ""
+        raise ConfigError(err.field, err.value, err.allowed + extra
+                          + " Or use `execution.kind=roofline` or `calibrated`.") from err
+    raise AssertionError("require() found a file coverage() did not")  # pragma: no cover
+
+
+class ProfiledModel(ExecutionModel):
+    """Batch runtimes of one replica from measured profiles (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: ModelSpec,
+        sku: SkuSpec,
+        node: NodeSpec,
+        tp: int,
+        pp: int,
+        params: ProfiledParams,
+        *,
+        max_batch: int = 256,
+        max_tokens: int = 0,
+        fallback: RooflineModel | None = None,
+        cache: PredictorCache | None = None,
+    ) -> None:
+        if fallback is None:
+            fallback = _fallback(params.fallback, model, sku, node, tp, pp)
+        if (fallback.model, fallback.tp, fallback.pp) != (model, tp, pp):
+            raise ConfigError("execution.profiled.fallback", type(fallback).__name__,
+                              "must model the same model, TP and PP")
+        for name, v in (("max_batch", max_batch), ("max_tokens", max_tokens)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name == "max_batch"
+                                                                     else 0):
+                raise ConfigError(f"execution.profiled.{name}", v, "must be a positive integer")
+        self.model, self.sku, self.node, self.tp, self.pp = model, sku, node, tp, pp
+        self.params, self.fallback = params, fallback
+        self.num_stages = pp
+        self.cache = cache if cache is not None else PredictorCache(params.cache_dir or None)
+        self.out_of_range: Counter[str] = Counter()
+        self.sources: dict[str, str] = {}  # component -> origin of the profile it came from
+        # family -> operator -> fitted predictor ("" for attention); shapes they are asked at
+        self.fitted: dict[str, dict[str, FitResult]] = {}
+        self.layer_shapes: dict[str, tuple[int, int]] = {}  # layer op -> (n, k)
+        self.heads: dict[str, int] = {}  # per-GPU n_q_heads, n_kv_heads, head_dim
+        self._stores = [ProfileStore(r) for r in store_roots(params)]
+        self._dtype = _DTYPE_NAMES.get(model.dtype_bytes, "bf16")
+        self._fit = params.predictor_params()
+        self._layers = model.num_layers // pp
+        self._max_tokens = max(max_tokens or model.max_context, 1)
+        self._max_batch = max_batch
+        self._build()
+
+    # ------------------------------------------------------------------ profiles
+    def _require_layer_ops(self) -> tuple[pd.DataFrame, Any]:
+        m, d, tp = self.model.name, self.sku.name, self.tp
+        store, _ = require_layer_ops(self.params, m, d, tp, self._dtype)
+        return store.load(d, m, tp, "layer_ops", self._dtype)
+
+    def _fitted(self, df: pd.DataFrame, meta: Any, family: str) -> _Source:
+        identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
+                    "dtype": meta.dtype, "node": meta.node}
+        return _Source(self.cache.fitted(identity, df, family, self._fit), meta.origin)
+
+    def _attention_source(self, family: str) -> tuple[_Source, dict[str, int]] | None:
+        """Predictors for an attention family and the per-GPU head shape to ask them."""
+        m, d, tp = self.model, self.sku.name, self.tp
+        heads = {"n_q_heads": m.num_heads // tp, "n_kv_heads": memory.kv_heads_per_gpu(m, tp),
+                 "head_dim": m.head_size}
+        for store in self._stores:
+            if family in store.coverage(m.name, d, tp, self._dtype):
+                df, meta = store.load(d, m.name, tp, family, self._dtype)
+                return self._fitted(df, meta, family), heads
+        for store in self._stores:
+            if family in store.shape_tables(d, self._dtype):
+                df, meta = store.load(d, "", 1, family, self._dtype)
+                mine = np.ones(len(df), dtype=bool)
+                for col, v in heads.items():
+                    mine &= df[col].to_numpy() == v
+                if mine.any():  # fit on every head shape; the box is this model's rows
+                    src = self._fitted(df, meta, family)
+                    box = df[mine]
+                    res = src.results[""]
+                    box_ranges = {c: (float(box[c].min()), float(box[c].max()))
+                                  for c in res.ranges}
+                    src.results = {"": FitResult(res.predictor, res.scores, res.rows,
+                                                 res.seconds, box_ranges)}
+                    return src, heads
+        return None
+
+    def _collective_source(self) -> _Source | None:
+        for store in self._stores:
+            try:
+                df, meta = store.load(self.sku.name, "", 1, "collective", self._dtype,
+                                      node=self.node.name)
+            except ConfigError as err:
+                if err.field != "profile":  # a broken file is an error, a missing one is not
+                    raise
+                continue
+            return self._fitted(df, meta, "collective")
+        return None
+
+    def _model_source(self, family: str) -> _Source | None:
+        m, d, tp = self.model.name, self.sku.name, self.tp
+        for store in self._stores:
+            if family in store.coverage(m, d, tp, self._dtype):
+                df, meta = store.load(d, m, tp, family, self._dtype)
+                return self._fitted(df, meta, family)
+        return None
+
+    # ------------------------------------------------------------------ build
+    def _build(self) -> None:
+        m, P = self.model, self.fallback.params
+        fb = self.fallback
+        dt, h, tp = m.dtype_bytes, m.hidden_size, self.tp
+        bw = self.sku.mem_bw_gbps * 1e9 * P.memory_efficiency
+        peak = (self.sku.fp8_tflops if dt == 1 and self.sku.fp8_tflops > 0
+                else self.sku.bf16_tflops) * 1e12 * P.gemm_efficiency
+        self._bw, self._peak = bw, peak
+        q = m.num_heads // tp * m.head_size
+        kv = memory.kv_heads_per_gpu(m, tp) * m.head_size
+
+        df, meta = self._require_layer_ops()
+        layer = self._fitted(df, meta, "layer_ops")
+        shapes = {op: (int(g["n"].iloc[0]), int(g["k"].iloc[0])) for op, g in df.groupby("op")}
+        self.fitted["layer_ops"], self.layer_shapes = layer.results, shapes
+        self._layer_hi = min(layer.hi(op, "num_tokens") for op in layer.results)
+
+        # -- token tables (per layer unless noted), seconds
+        hi = self._max_tokens
+        T = integer_points(hi, self.params.dense_tokens, self.params.tokens_per_octave)
+        Tf = T.astype(np.float64)
+        gemm = np.array([fb._gemms(int(t), max) for t in T])  # (qkv, o, mlp) per layer
+
+        def op_or(op: str, fallback_values: np.ndarray) -> np.ndarray:
+            if not layer.has(op):
+                return fallback_values
+            self.sources[op] = layer.origin
+            n, k = shapes[op]
+            X = pd.DataFrame({"num_tokens": T, "n": n, "k": k})
+            return self._anchored(layer, op, "num_tokens", X,
+                                  lambda x: self._op_roofline(x, n, k))
+
+        norm1_fb = (2 * h * dt * Tf + h * dt) / bw
+        parts = {
+            "qkv_proj": op_or("qkv_proj", gemm[:, 0]),
+            "o_proj": op_or("o_proj", gemm[:, 1]),
+        }
+        if m.is_moe:
+            parts["mlp"] = op_or("moe_experts", gemm[:, 2])
+        elif all(layer.has(op) for op in _MLP_OPS):
+            f = m.ffn_size // tp
+            up = (2 if m.gated_mlp else 1) * f
+            act_fb = (up + f) * dt * Tf / bw  # read up_mats x f, write f per token
+            parts["mlp"] = (op_or("gate_up_proj", gemm[:, 2]) + op_or("act", act_fb)
+                            + op_or("down_proj", gemm[:, 2]))
+        else:
+            parts["mlp"] = gemm[:, 2]
+        input_norm = op_or("input_norm", norm1_fb)
+        parts["norm"] = input_norm + op_or("post_norm", norm1_fb)
+        add = op_or("add", 3 * h * dt * Tf / bw)
+        parts["elementwise"] = op_or("rope", 2 * (q + kv) * dt * Tf / bw) + 2 * add
+        coll = self._collective_source()
+        if coll is not None:
+            self.fitted["collective"] = coll.results
+        ar = self._allreduce(coll, Tf)
+        parts["allreduce"] = 2 * ar
+        self._parts_T = {k: TokenTable(T, v, hi) for k, v in parts.items()}
+        dense = (parts["qkv_proj"] + parts["o_proj"] + parts["mlp"] + parts["norm"]
+                 + parts["elementwise"] + parts["allreduce"])
+        self._dense = TokenTable(T, dense, hi)
+        embed = op_or("embedding", 2 * h * dt * Tf / bw)
+        self._embed = TokenTable(T, embed, hi)
+        self._embed_ar = TokenTable(T, ar, hi)
+        self._first_T = TokenTable(T, embed + ar, hi)
+        self._fnorm = TokenTable(T, input_norm, hi)
+        self._sends = [TokenTable(T, self._send(coll, s, Tf), hi) for s in range(self.pp - 1)]
+
+        # -- sequence tables (stage 0 CPU, last stage LM head + sampling)
+        S = integer_points(self._max_batch, self.params.batch_dense, 16)
+        Sf = S.astype(np.float64)
+        cpu_src = self._model_source("cpu_overhead")
+
+        def cpu_roof(x: np.ndarray) -> np.ndarray:
+            return P.cpu_overhead_base_s + P.cpu_overhead_per_seq_s * x
+
+        self._cpu_hi = math.inf
+        if cpu_src is not None and all(cpu_src.has(op) for op in _CPU_OPS):
+            X = pd.DataFrame({"batch_size": S})
+            cpu = sum(self._anchored(cpu_src, op, "batch_size", X, cpu_roof) for op in _CPU_OPS)
+            self.sources["cpu_overhead"] = cpu_src.origin
+            self._cpu_hi = min(cpu_src.hi(op, "batch_size") for op in _CPU_OPS)
+        else:
+            cpu = P.cpu_overhead_base_s + P.cpu_overhead_per_seq_s * Sf
+        if cpu_src is not None and cpu_src.has("sampling"):
+            sample = self._anchored(cpu_src, "sampling", "batch_size",
+                                    pd.DataFrame({"batch_size": S}), lambda x: x + 0.0)  # linear
+            self.sources["sampling"] = cpu_src.origin
+        else:
+            sample = P.sampling_per_seq_s * Sf
+        lm_fb = np.array([fb._lm_head(int(s), max) for s in S])
+        self._lm_hi = math.inf
+        if layer.has("lm_head"):
+            n, k = shapes["lm_head"]
+            X = pd.DataFrame({"num_tokens": S, "n": n, "k": k})
+            lm = self._anchored(layer, "lm_head", "num_tokens", X,
+                                lambda x: self._op_roofline(x, n, k))
+            self.sources["lm_head"] = layer.origin
+            self._lm_hi = layer.hi("lm_head", "num_tokens")
+        else:
+            lm = lm_fb
+        smax = self._max_batch
+        self._cpu = TokenTable(S, cpu, smax)
+        self._lm = TokenTable(S, lm, smax)
+        self._sample = TokenTable(S, sample, smax)
+        self._first_S = TokenTable(S, cpu, smax)
+        self._last_S = TokenTable(S, lm + sample, smax)
+
+        # -- attention tables: rows = sequences (batch), columns = KV length / chunk
+        rows = integer_points(smax, self.params.batch_dense, 16)
+        axis = OctaveAxis.covering(self._max_tokens, self.params.axis_per_octave)
+        self._decode, self._decode_box = self._attention_table("attention_decode", rows, axis)
+        self._prefill, self._prefill_box = self._attention_table("attention_prefill", rows,
+                                                                 axis)
+        # -- launches, as the roofline
+        eager = self._layers * P.kernels_per_layer * P.kernel_launch_s
+        self._launch_eager = eager
+        self._launch_graph = P.kernel_launch_s if P.cuda_graphs_decode else eager
+        used = [op for op, part in (("all_reduce", "allreduce"), ("send_recv", "send_recv"))
+                if part in self.sources]
+        self._coll_hi = min((coll.hi(op, "size_bytes") / (h * dt) for op in used),
+                            default=math.inf)
+
+    def _anchored(self, src: _Source, op: str, col: str, X: pd.DataFrame,
+                  roof: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Seconds of ``op`` at ``X``; beyond the measured [lo, hi] of ``col``, the value at
+        the nearest measured size times ``roof(x) / roof(nearest)``."""
+        x = X[col].to_numpy(dtype=np.float64)
+        c = np.clip(x, src.lo(op, col), src.hi(op, col))
+        Xc = X.copy()
+        Xc[col] = c
+        out = src.predict(op, Xc)
+        moved = c != x
+        if moved.any():
+            out[moved] *= roof(x[moved]) / roof(c[moved])
+        return out
+
+    def _op_roofline(self, T: np.ndarray, n: int, k: int) -> np.ndarray:
+        """Roofline shape of one ``T x k @ k x n`` GEMM (element-wise when k == 0)."""
+        dt = self.model.dtype_bytes
+        if k == 0:
+            return (2 * T * n + n) * dt / self._bw
+        return np.maximum(2.0 * T * n * k / self._peak, (n * k + T * (n + k)) * dt / self._bw)
+
+    def _allreduce(self, coll: _Source | None, Tf: np.ndarray) -> np.ndarray:
+        """Seconds of one TP all-reduce of ``T x hidden`` (0 at tp = 1)."""
+        tp = self.tp
+        if tp == 1:
+            return np.zeros_like(Tf)
+        tok, lat = self.fallback._allreduce_terms()
+        if coll is None or not coll.has("all_reduce"):
+            return tok * Tf + lat
+        res = coll.results["all_reduce"]
+        X = pd.DataFrame({"num_gpus": tp, "gpus_per_node": tp,
+                          "size_bytes": Tf * self.model.hidden_size * self.model.dtype_bytes})
+        if not self._measured_group(res, {"num_gpus": tp, "gpus_per_node": tp}):
+            return tok * Tf + lat
+        self.sources["allreduce"] = coll.origin
+        return self._anchored(coll, "all_reduce", "size_bytes", X,
+                              lambda b: tok * b / (self.model.hidden_size
+                                                   * self.model.dtype_bytes) + lat)
+
+    def _send(self, coll: _Source | None, s: int, Tf: np.ndarray) -> np.ndarray:
+        """Seconds of the PP send of ``T x hidden`` from stage ``s`` to ``s + 1``."""
+        tok, lat = self.fallback._send_terms()[s]
+        gpn = self.node.gpus_per_node
+        same = all((s * self.tp + i) // gpn == ((s + 1) * self.tp + i) // gpn
+                   for i in range(self.tp))
+        group = {"num_gpus": 2, "gpus_per_node": 2 if same else 1}
+        if coll is None or not coll.has("send_recv") or not self._measured_group(
+                coll.results["send_recv"], group):
+            return tok * Tf + lat
+        self.sources["send_recv"] = coll.origin
+        nbytes = self.model.hidden_size * self.model.dtype_bytes
+        X = pd.DataFrame({**group, "size_bytes": Tf * nbytes})
+        return self._anchored(coll, "send_recv", "size_bytes", X,
+                              lambda b: tok * b / nbytes + lat)
+
+    @staticmethod
+    def _measured_group(res: FitResult, group: dict[str, int]) -> bool:
+        """Whether ``group``'s values lie inside the fitted ranges (GPU counts measured)."""
+        return all(res.ranges[c][0] <= v <= res.ranges[c][1] for c, v in group.items())
+
+    def _attention_table(self, family: str, rows: np.ndarray,
+                         axis: OctaveAxis) -> tuple[OctaveTable, tuple[float, ...] | None]:
+        """Per-layer seconds over (sequences, KV length or equal-work chunk)."""
+        fb = self.fallback
+        pts = axis.points
+        found = self._attention_source(family)
+        decode = family == "attention_decode"
+
+        def roof(n: int, x: np.ndarray) -> np.ndarray:
+            if decode:
+                return np.asarray(fb._attention(0, 0, 0, n, n * x, np.maximum)[1]) + 0.0 * x
+            return np.array([fb._attention(n * c * (c + 1), n * c, n * c, 0, 0, max)[0]
+                             for c in x.tolist()])
+
+        if found is None:
+            grid = np.array([roof(int(n), pts) for n in rows])
+            return OctaveTable(rows, axis, grid, self._max_batch), None
+        src, heads = found
+        self.sources[family] = src.origin
+        self.fitted[family], self.heads = src.results, heads
+        col = "kv_len" if decode else "chunk_tokens"
+        res = src.results[""]
+        b_lo, b_hi = res.ranges["batch_size"]
+        x_lo, x_hi = res.ranges[col]
+        rb = rows.astype(np.float64)
+        nb = np.clip(rb, b_lo, b_hi)
+        xc = np.clip(pts, x_lo, x_hi)
+        X = pd.DataFrame({
+            **{c: np.full(len(rows) * len(pts), v) for c, v in heads.items()},
+            "batch_size": np.repeat(nb, len(pts)),
+            col: np.tile(xc, len(rows)),
+        })
+        if not decode:
+            X["prior_kv"] = 0
+        grid = src.predict("", X).reshape(len(rows), len(pts))
+        for i, n in enumerate(rows):
+            moved = (nb[i] != rb[i]) | (xc != pts)
+            if moved.any():
+                want = roof(int(n), pts[moved])
+                have = roof(int(nb[i]), xc[moved])
+                grid[i, moved] *= want / have
+        return OctaveTable(rows, axis, grid, self._max_batch), (b_hi, x_hi)
+
+    # ------------------------------------------------------------------ lookups
+    def _count(self, ntok: int, nseq: int, k: int = 1) -> None:
+        """Count ``k`` lookups of ``ntok`` tokens and ``nseq`` sequences outside the profiles."""
+        oor = self.out_of_range
+        if ntok > self._layer_hi:
+            oor["layer_ops"] += k
+        if ntok > self._coll_hi:
+            oor["collective"] += k
+        if nseq > self._cpu_hi:
+            oor["cpu_overhead"] += k
+        if nseq > self._lm_hi:
+            oor["lm_head"] += k
+        if ntok > self._dense.hi or nseq > self._max_batch:
+            oor["beyond_table"] += k
+
+    def _tok(self, ntok: int) -> tuple[float, float, float, list[float]]:
+        """(dense layer, stage-0 extra, last-stage extra, sends) seconds for ``ntok`` tokens."""
+        hi = self._dense.hi
+        if ntok <= hi:
+            return (self._dense.cells[ntok], self._first_T.cells[ntok], self._fnorm.cells[ntok],
+                    [t.cells[ntok] for t in self._sends])
+        r = ntok / hi  # beyond the table: linear in tokens from its last entry
+        return (self._dense.cells[hi] * r, self._first_T.cells[hi] * r,
+                self._fnorm.cells[hi] * r, [t.cells[hi] * r for t in self._sends])
+
+    def _seq(self, nseq: int) -> tuple[float, float]:
+        """(stage-0 CPU, last-stage LM head + sampling) seconds for ``nseq`` sequences."""
+        if nseq <= self._max_batch:
+            return self._first_S.cells[nseq], self._last_S.cells[nseq]
+        r = nseq / self._max_batch  # beyond the table: linear in sequences
+        return self._first_S.cells[-1] * r, self._last_S.cells[-1] * r
+
+    def _decode_attn(self, nd: int, Lsum: int) -> float:
+        """Per-layer seconds of decode attention over ``nd`` sequences of context sum."""
+        if nd == 0:
+            return 0.0
+        x = Lsum / nd
+        box = self._decode_box
+        if box is not None and (nd > box[0] or x > box[1]):
+            self.out_of_range["attention_decode"] += 1
+        t = self._decode
+        if nd <= t.rows and x <= t.axis.upper:
+            return t.lookup(nd, max(x, 1.0))
+        self.out_of_range["beyond_table"] += 1
+        ndc = min(nd, t.rows)
+        xc = min(x, t.axis.upper)
+        return t.lookup(ndc, max(xc, 1.0)) * (nd / ndc) * (x / xc)
+
+    def _prefill_attn(self, chunks: Sequence[int], prior: Sequence[int]) -> float:
+        """Per-layer seconds of prefill attention: ``n`` chunks of the equal-work chunk."""
+        n = len(chunks)
+        if n == 0:
+            return 0.0
+        units = 0
+        for c, p in zip(chunks, prior, strict=True):
+            units += c * (2 * p + c + 1)
+        ceq = max((math.sqrt(1.0 + 4.0 * units / n) - 1.0) / 2.0, 1.0)
+        box = self._prefill_box
+        if box is not None and (n > box[0] or ceq > box[1]):
+            self.out_of_range["attention_prefill"] += 1
+        t = self._prefill
+        if n <= t.rows and ceq <= t.axis.upper:
+            return t.lookup(n, ceq)
+        self.out_of_range["beyond_table"] += 1
+        nc = min(n, t.rows)
+        cc = min(ceq, t.axis.upper)
+        return t.lookup(nc, cc) * (n / nc) * (ceq / cc) ** 2
+
+    def _combine(self, T: int, S: int, ap: Any, ad: Any, decode_only: bool) -> list:
+        """Per-stage seconds; ``ad`` may be a numpy array (``decode_steps``): only + and *."""
+        dense, first_t, last_t, sends = self._tok(T)
+        first_s, last_s = self._seq(S)
+        n = self._layers
+        launch = self._launch_graph if decode_only else self._launch_eager
+        body = n * (dense + ap + ad) + launch
+        first = first_t + first_s
+        last = last_t + last_s
+        pp = self.pp
+        if pp == 1:
+            return [body + first + last]
+        out = [body + first + sends[0]]
+        for s in range(1, pp - 1):
+            out.append(body + sends[s])
+        out.append(body + last)
+        return out
+
+    @staticmethod
+    def _decode_sum(decode_kv: Sequence[int] | np.ndarray) -> tuple[int, int]:
+        if isinstance(decode_kv, np.ndarray):
+            return decode_kv.shape[0], int(decode_kv.sum())
+        return len(decode_kv), int(sum(decode_kv))
+
+    # ------------------------------------------------------------------ interface
+    def stage_times(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        decode_kv: Sequence[int] | np.ndarray,
+    ) -> tuple[float, ...]:
+        """Seconds each pipeline stage spends on the batch, stage 0 first."""
+        D, Lsum = self._decode_sum(decode_kv)
+        n = len(prefill_chunks)
+        T = sum(prefill_chunks) + D
+        ap = self._prefill_attn(prefill_chunks, prefill_prior)
+        ad = self._decode_attn(D, Lsum)
+        self._count(T, n + D)
+        return tuple(self._combine(T, n + D, ap, ad, n == 0))
+
+    def decode_steps(self, decode_kv: np.ndarray, steps: int) -> np.ndarray:
+        """Stage times of ``steps`` decode-only iterations, iteration j at ``decode_kv + j``;
+        the same lookups and arithmetic as ``stage_times`` on arrays (identical bits)."""
+        kv = np.asarray(decode_kv, dtype=np.int64)
+        nd = kv.shape[0]
+        out = np.empty((steps, self.pp), dtype=np.float64)
+        t = self._decode
+        Lsum = int(kv.sum()) + nd * np.arange(steps, dtype=np.int64)
+        if nd == 0 or nd > t.rows or nd > self._dense.hi or steps == 0 or (
+                Lsum[-1] / nd > t.axis.upper):
+            for j in range(steps):
+                out[j] = self.stage_times([], [], kv + j)
+            return out
+        x = Lsum / nd
+        box = self._decode_box
+        if box is not None:
+            over = int(np.count_nonzero(x > box[1])) if nd <= box[0] else steps
+            if over:
+                self.out_of_range["attention_decode"] += over
+        ad = t.lookup_row(nd, np.maximum(x, 1.0))
+        self._count(nd, nd, steps)
+        totals = self._combine(nd, nd, 0.0, ad, True)
+        for s, tot in enumerate(totals):
+            out[:, s] = tot
+        return out
+
+    def breakdown(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        decode_kv: Sequence[int] | np.ndarray,
+    ) -> list[dict[str, float]]:
+        """Per stage, seconds per part (the roofline's ``PARTS``); each stage sums to
+        ``stage_times`` up to rounding."""
+        saved = self.out_of_range.copy()  # a breakdown is not a lookup of the simulation
+        nd, Lsum = self._decode_sum(decode_kv)
+        n_p = len(prefill_chunks)
+        ntok = sum(prefill_chunks) + nd
+        nseq = n_p + nd
+        n = self._layers
+        hi = self._dense.hi
+        ti, r = (ntok, 1.0) if ntok <= hi else (hi, ntok / hi)
+        mb = self._max_batch
+        si, rs = (nseq, 1.0) if nseq <= mb else (mb, nseq / mb)
+        body = {k: n * tab.cells[ti] * r for k, tab in self._parts_T.items()}
+        body["attention_prefill"] = n * self._prefill_attn(prefill_chunks, prefill_prior)
+        body["attention_decode"] = n * self._decode_attn(nd, Lsum)
+        body["launch"] = self._launch_graph if n_p == 0 else self._launch_eager
+        out = []
+        for s in range(self.pp):
+            parts = dict.fromkeys(PARTS, 0.0)
+            parts.update(body)
+            if s == 0:
+                parts["embedding"] = self._embed.cells[ti] * r
+                parts["allreduce"] += self._embed_ar.cells[ti] * r
+                parts["cpu_overhead"] = self._cpu.cells[si] * rs
+            if s < self.pp - 1:
+                parts["send_recv"] = self._sends[s].cells[ti] * r
+            if s == self.pp - 1:
+                parts["norm"] += self._fnorm.cells[ti] * r
+                parts["lm_head"] = self._lm.cells[si] * rs
+                parts["sampling"] = self._sample.cells[si] * rs
+            out.append({k: float(v) for k, v in parts.items()})
+        self.out_of_range.clear()
+        self.out_of_range.update(saved)
+        return out
+
+    # ------------------------------------------------------------------ sizes
+    def weight_bytes_per_gpu(self) -> float:
+        """As :meth:`RooflineModel.weight_bytes_per_gpu`."""
+        return self.fallback.weight_bytes_per_gpu()
+
+    def activation_bytes_per_gpu(self, max_tokens: int, max_seqs: int | None = None) -> float:
+        """As :meth:`RooflineModel.activation_bytes_per_gpu`."""
+        return self.fallback.activation_bytes_per_gpu(max_tokens, max_seqs)
+
+    def flops_per_token_active(self) -> int:
+        """As :meth:`RooflineModel.flops_per_token_active` (for MFU)."""
+        return self.fallback.flops_per_token_active()
+
+
+def _fallback(kind: str, model: ModelSpec, sku: SkuSpec, node: NodeSpec, tp: int,
+              pp: int) -> RooflineModel:
+    if kind == "calibrated":
+        from simulator.execution.calibrated import CalibratedModel
+
+        return CalibratedModel(model, sku, node, tp, pp)
+    return RooflineModel(model, sku, node, tp, pp)
+
+
+__all__ = ["FALLBACKS", "ProfiledModel", "ProfiledParams"]

@@ -1,0 +1,199 @@
+"""Engine presets as scheduler configs: vLLM 0.6 (v0, chunked prefill only past 32K of
+context) and vLLM 0.8 (v1), their KV-capacity knobs and their per-step CPU overheads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from simulator import ConfigError, SimulationConfig, simulate
+from simulator.config import SchedulerConfig
+from simulator.engine import build_execution_model
+from simulator.execution.roofline import RooflineParams
+from tests.helpers import table
+from vidur_search.simulate import config_from_hydra
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def preset(name: str, **knobs) -> dict:
+    d = yaml.safe_load((CONF / "scheduler" / f"{name}.yaml").read_text())
+    return {**d, **knobs}
+
+
+def cfg(name: str, model: str = "llama-3-8b", sku: str = "h100-sxm", **kw) -> SimulationConfig:
+    sched = preset(name, **kw.pop("scheduler", {}))
+    return SimulationConfig.from_dict({"model": model, "sku": sku, "scheduler": sched, **kw})
+
+
+# ------------------------------------------------------------------------------ vLLM 0.6
+@pytest.mark.parametrize(
+    ("model", "max_context", "chunked"),
+    [
+        ("llama-3-8b", 8192, "off"),
+        ("mistral-7b", 32768, "off"),  # exactly 32K: not more than 32K
+        ("qwen3-8b", 40960, "on"),
+        ("llama-3.1-8b", 131072, "on"),
+    ],
+)
+def test_vllm_0_6_chunks_only_past_32k_context(model: str, max_context: int,
+                                               chunked: str) -> None:
+    c = cfg("vllm_0_6", model=model)
+    assert c.model_spec.max_context == max_context
+    assert c.scheduler.name == "vllm_v0" and c.scheduler.chunked_prefill == chunked
+    assert (c.scheduler.chunk_size, c.scheduler.max_batch_size) == (512, 256)
+    # the activation headroom follows the batch the resolved mode can build
+    tokens = 512 if chunked == "on" else 8192
+    assert c.kv_capacity().activation_bytes == cfg(
+        "vllm_0_6", model=model, scheduler={"chunked_prefill": "off",
+                                            "max_tokens_per_batch": tokens}
+    ).kv_capacity().activation_bytes
+
+
+def test_vllm_0_6_long_context_batches_are_512_token_chunks() -> None:
+    # two 3000-token prompts and one of 9000 (over v0's 8192 whole-prompt cap)
+    reqs = table([0.0, 0.0, 0.01], [3000, 3000, 9000], [20, 20, 20])
+    short = simulate(cfg("vllm_0_6", model="llama-3-8b", scheduler={"max_tokens_per_batch":
+                                                                      8192}), requests=reqs)
+    long = simulate(cfg("vllm_0_6", model="llama-3.1-8b"), requests=reqs)
+    b_short, b_long = short.batches, long.batches
+    assert b_short["prefill_tokens"].max() == 6000  # whole prompts, prefill-first
+    assert (b_short[b_short["num_prefills"] > 0]["num_decodes"] == 0).all()
+    assert "max_tokens_per_batch" in short.requests["reject_reason"].iloc[2]
+    assert b_long["num_tokens"].max() == 512  # one budget for decodes and chunks
+    assert (b_long["num_prefills"] > 0).sum() >= (3000 + 3000 + 9000) // 512
+    mixed = b_long[(b_long["num_prefills"] > 0) & (b_long["num_decodes"] > 0)]
+    assert len(mixed) > 0  # decodes ride along with prefill chunks
+    done = long.requests
+    assert not done["rejected"].any() and done["completed_at"].notna().all()
+
+
+def test_vllm_0_6_chunked_mode_keeps_the_watermark() -> None:
+    c = cfg("vllm_0_6", model="llama-3.1-8b", scheduler={"num_blocks_override": 100,
+                                                         "watermark": 0.2})
+    # a prompt needing 90 of 100 blocks leaves less than the 20-block watermark
+    res = simulate(c, requests=table([0.0], [90 * 16], [4]))
+    assert "watermark" in res.requests["reject_reason"].iloc[0]
+
+
+# ------------------------------------------------------------------------------ vLLM 0.8
+def test_vllm_0_8_is_the_v1_scheduler_with_its_defaults() -> None:
+    c = cfg("vllm_0_8")
+    s = c.scheduler
+    assert (s.name, s.chunk_size, s.max_batch_size, s.block_size, s.watermark) == (
+        "vllm_v1", 8192, 256, 16, 0.0)
+    assert s.gpu_memory_utilization == 0.9 and s.kv_tokens_override == 0
+
+
+def test_presets_set_the_per_step_cpu_overhead() -> None:
+    old, new = cfg("vllm_0_6"), cfg("vllm_0_8")
+    assert new.execution.roofline.cpu_overhead_base_s == 7.5e-4
+    assert new.execution.roofline.cpu_overhead_per_seq_s == 3.0e-6
+    assert old.execution.roofline.cpu_overhead_base_s == 2.0e-3
+    for c in (old, new):
+        assert c.execution.roofline.cuda_graphs_decode
+        # everything the preset does not name keeps the user's (default) value
+        assert c.execution.roofline.gemm_efficiency == RooflineParams().gemm_efficiency
+    cpu = [build_execution_model(c).breakdown([], [], [1000] * 256)[0]["cpu_overhead"]
+           for c in (old, new)]
+    assert cpu[0] == pytest.approx(2.0e-3 + 256 * 1.5e-5)
+    assert cpu[1] == pytest.approx(7.5e-4 + 256 * 3.0e-6)
+    # other knobs of execution.roofline still apply next to a preset's
+    tuned = cfg("vllm_0_8", execution={"roofline": {"gemm_efficiency": 0.8}})
+    assert tuned.execution.roofline.gemm_efficiency == 0.8
+    assert tuned.execution.roofline.cpu_overhead_base_s == 7.5e-4
+
+
+def test_decode_is_faster_under_the_v1_preset() -> None:
+    reqs = table(np.zeros(64), [256] * 64, [64] * 64)
+    tpot = {n: float(np.median(simulate(cfg(n), requests=reqs).requests["tpot"]))
+            for n in ("vllm_0_6", "vllm_0_8")}
+    assert tpot["vllm_0_8"] < tpot["vllm_0_6"]
+
+
+def test_conflicting_cpu_overheads_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"scheduler\.execution_overrides\.cpu_overhead_base_s"
+                       ) as err:
+        cfg("vllm_0_8", execution={"roofline": {"cpu_overhead_base_s": 1e-3}})
+    assert err.value.field == "execution.roofline.cpu_overhead_base_s"
+    # the same value twice is no conflict; so is the round trip of a resolved config
+    c = cfg("vllm_0_8", execution={"roofline": {"cpu_overhead_base_s": 7.5e-4}})
+    again = SimulationConfig.from_dict(c.to_dict())
+    assert again.execution.roofline == c.execution.roofline
+    assert again.scheduler == c.scheduler
+
+
+def test_bad_overrides_are_named() -> None:
+    with pytest.raises(ConfigError, match="unknown key") as err:
+        SchedulerConfig(name="vllm_v1", execution_overrides={"cpu_overhead": 1.0})
+    assert err.value.field == "scheduler.execution_overrides.cpu_overhead"
+    with pytest.raises(ConfigError, match=">= 0") as err:
+        SchedulerConfig(name="vllm_v1", execution_overrides={"cpu_overhead_base_s": -1.0})
+    assert err.value.field == "scheduler.execution_overrides.cpu_overhead_base_s"
+    with pytest.raises(ConfigError, match="mapping"):
+        SchedulerConfig(name="vllm_v1", execution_overrides=[1])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ knobs
+def test_chunked_prefill_switch_is_vllm_v0s() -> None:
+    for name in ("sarathi", "vllm_v1", "orca"):
+        with pytest.raises(ConfigError, match="only vllm_v0") as err:
+            SchedulerConfig(name=name, chunked_prefill="on")
+        assert err.value.field == "scheduler.chunked_prefill"
+    with pytest.raises(ConfigError, match="allowed values are auto, off, on"):
+        SchedulerConfig(name="vllm_v0", chunked_prefill="yes")
+    s = SchedulerConfig(name="vllm_v0", chunked_prefill="auto")
+    assert s.resolved(32768).chunked_prefill == "off"
+    assert s.resolved(32769).chunked_prefill == "on"
+    on = SchedulerConfig(name="vllm_v0", chunked_prefill="on")
+    assert on.resolved(4096) is on  # explicit settings stand
+
+
+@pytest.mark.parametrize(("scheduler", "block"), [("vllm_v1", 16), ("lightllm", 1)])
+def test_kv_tokens_override(scheduler: str, block: int) -> None:
+    c = SimulationConfig.from_dict({"scheduler": {"name": scheduler,
+                                                  "kv_tokens_override": 41408}})
+    cap = c.kv_capacity()
+    assert cap.block_size == block and cap.num_blocks == 41408 // block
+    assert cap.num_tokens == 41408
+    with pytest.raises(ConfigError, match="set at most one"):
+        SchedulerConfig(kv_tokens_override=1024, num_blocks_override=64)
+    with pytest.raises(ConfigError, match="at least one KV block"):
+        SimulationConfig.from_dict({"scheduler": {"kv_tokens_override": 8}}).kv_capacity()
+    with pytest.raises(ConfigError) as err:
+        SchedulerConfig(kv_tokens_override=-1)
+    assert err.value.field == "scheduler.kv_tokens_override"
+
+
+def test_presets_compose_in_the_simulate_app() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        hc = compose(config_name="simulate", overrides=[
+            "scheduler=vllm_0_6", "precision.kv_cache=fp8", "parallel.tensor_parallel=2"])
+        c06 = config_from_hydra(hc)
+        hc = compose(config_name="simulate", overrides=["scheduler=vllm_0_8"])
+        c08 = config_from_hydra(hc)
+    assert c06.scheduler.name == "vllm_v0" and c06.scheduler.chunked_prefill == "off"
+    assert c06.precision.kv_cache == "fp8" and c06.precision.weights == "bf16"
+    assert c06.parallel.tensor_parallel == 2
+    assert c08.scheduler.name == "vllm_v1"
+    assert c08.execution.roofline.cpu_overhead_base_s == 7.5e-4
+
+
+@pytest.mark.parametrize("name", ["vllm_0_6", "vllm_0_8"])
+def test_fast_path_matches_stepping_under_the_presets(name: str) -> None:
+    rng = np.random.default_rng(3)
+    n = 60
+    reqs = table(np.sort(rng.uniform(0, 2.0, n)), rng.integers(100, 3000, n),
+                 rng.integers(5, 300, n))
+    out = []
+    for ff in (True, False):
+        c = cfg(name, model="llama-3.1-8b", engine={"fast_forward": ff},
+                scheduler={"num_blocks_override": 600})
+        out.append(simulate(c, requests=reqs))
+    assert out[0].requests.equals(out[1].requests)
+    assert out[0].batches.equals(out[1].batches)
+    assert out[0].requests["preemptions"].sum() > 0  # the KV cache ran out on the way

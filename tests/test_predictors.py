@@ -1,0 +1,328 @@
+"""Operator-time predictors, their disk cache, lookup tables and the profiled model."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.catalogue import default_node_for, get_model, load_catalogue
+from simulator.errors import ConfigError
+from simulator.execution.predictors import (
+    ForestPredictor,
+    PiecewiseLinearPredictor,
+    PredictorParams,
+    fit_profile,
+    select,
+)
+from simulator.execution.predictors.cache import ENV_VAR, PredictorCache, default_cache_dir
+from simulator.execution.predictors.tables import (
+    OctaveAxis,
+    OctaveTable,
+    TokenTable,
+    integer_points,
+)
+from simulator.execution.profiled import ProfiledModel, ProfiledParams
+from simulator.execution.roofline import RooflineModel
+from simulator.profiles import ProfileMeta, ProfileStore, model_shape_of
+
+MODEL, SKU, TP = "llama-2-7b", "a100-80gb", 1
+# llama-2-7b at TP 1: per-GPU (n, k) of each operator, and a synthetic cost per token (us)
+OPS = {
+    "embedding": (4096, 0, 0.004), "input_norm": (4096, 0, 0.003), "qkv_proj": (12288, 4096, 0.05),
+    "rope": (8192, 0, 0.004), "o_proj": (4096, 4096, 0.02), "post_norm": (4096, 0, 0.003),
+    "gate_up_proj": (22016, 4096, 0.09), "act": (11008, 0, 0.006),
+    "down_proj": (4096, 11008, 0.045), "add": (4096, 0, 0.002),
+}
+TOKENS = np.arange(1, 2049, 16)
+FAST = PredictorParams(n_estimators=4, base=(False,), cv_folds=2, max_cv_rows=500)
+PARAMS = dict(n_estimators=4, base=(False,), cv_folds=2, max_cv_rows=500, dense_tokens=512,
+              tokens_per_octave=32, axis_per_octave=8, batch_dense=16)
+
+
+def layer_ops_frame(scale: float = 1.0, seed: int = 0) -> pd.DataFrame:
+    """A synthetic layer_ops table of llama-2-7b (time = 6 us + per-token cost, 1% noise)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for op, (n, k, per_tok) in OPS.items():
+        t = (6.0 + per_tok * TOKENS) * scale * (1 + 0.01 * rng.standard_normal(len(TOKENS)))
+        rows.append(pd.DataFrame({"op": op, "num_tokens": TOKENS, "n": n, "k": k,
+                                  "min_us": t * 0.98, "median_us": t, "mean_us": t,
+                                  "max_us": t * 1.02, "std_us": 0.01 * t, "count": 20}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def decode_frame() -> pd.DataFrame:
+    """Synthetic attention_decode rows of llama-2-7b at TP 1: batch 1..32, KV 16..2048."""
+    B, L = np.meshgrid([1, 2, 4, 8, 16, 32], 2 ** np.arange(4, 12))
+    B, L = B.ravel(), L.ravel()
+    t = 8.0 + 0.2 * B + 2e-3 * B * L
+    return pd.DataFrame({"n_q_heads": 32, "n_kv_heads": 32, "head_dim": 128, "batch_size": B,
+                         "kv_len": L, "min_us": t, "median_us": t, "mean_us": t, "max_us": t,
+                         "std_us": 0.0, "count": 1})
+
+
+def meta(family: str) -> ProfileMeta:
+    return ProfileMeta(family=family, source="measured", device=SKU, model=MODEL, tp=TP,
+                       model_shape=model_shape_of(get_model(MODEL)), origin=f"test:{family}")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ProfileStore:
+    s = ProfileStore(tmp_path / "profiles")
+    s.save(layer_ops_frame(), meta("layer_ops"))
+    return s
+
+
+def profiled(store: ProfileStore, cache_dir: Path, pp: int = 1, **kw: object) -> ProfiledModel:
+    cat = load_catalogue()
+    params = ProfiledParams(store=str(store.root), cache_dir=str(cache_dir), **PARAMS)
+    return ProfiledModel(get_model(MODEL), cat.sku(SKU), cat.node(default_node_for(SKU)), TP,
+                         pp, params, max_batch=64, **kw)
+
+
+def ape(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.abs(pred / y - 1) * 100
+
+
+# ---------------------------------------------------------------------- predictors
+def test_fit_small_profile_predicts_held_out_rows() -> None:
+    df = layer_ops_frame()
+    train = df[df["num_tokens"] % 32 != 17]  # every other token count held out
+    test = df[df["num_tokens"] % 32 == 17]
+    fitted = fit_profile(train, "layer_ops", FAST)
+    assert set(fitted) == set(OPS)
+    for op, res in fitted.items():
+        rows = test[test["op"] == op]
+        err = ape(res.predict(rows[["num_tokens", "n", "k"]]), rows["median_us"].to_numpy())
+        assert np.median(err) < 3, op
+        assert res.ranges["num_tokens"] == (1.0, 2017.0)
+
+
+def test_predictors_extrapolate_along_the_base() -> None:
+    x = np.arange(1, 4097, 8)
+    X = pd.DataFrame({"num_tokens": x, "n": 4096, "k": 4096})
+    y = 5.0 + 0.02 * x
+    lo = x < 3000
+    for pred in (PiecewiseLinearPredictor(), ForestPredictor(n_estimators=4)):
+        p = pred.fit(X[lo], y[lo]).predict(X[~lo])
+        assert np.median(ape(p, y[~lo])) < 3, type(pred).__name__
+
+
+def test_predict_before_fit_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="fit"):
+        ForestPredictor().predict(pd.DataFrame({"num_tokens": [1], "n": [1], "k": [1]}))
+
+
+def test_grid_search_prefers_the_cheap_model_when_as_accurate() -> None:
+    x = np.arange(1, 2049, 4)
+    X = pd.DataFrame({"num_tokens": x, "n": 4096, "k": 0})
+    res = select(X, 3.0 + 0.01 * x, "layer_ops", FAST)  # smooth: interpolation is exact
+    assert isinstance(res.predictor, PiecewiseLinearPredictor)
+    assert len(res.scores) == 2
+
+
+# ---------------------------------------------------------------------- cache
+def test_cache_hit_returns_the_same_predictions_without_refitting(tmp_path: Path) -> None:
+    df = layer_ops_frame()
+    ident = {"device": SKU, "model": MODEL, "tp": TP, "dtype": "bf16", "node": ""}
+    X = pd.DataFrame({"num_tokens": [3, 700, 1999], "n": 4096, "k": 4096})
+    first = PredictorCache(tmp_path)
+    a = first.fitted(ident, df, "layer_ops", FAST)["o_proj"].predict(X)
+    second = PredictorCache(tmp_path)
+    b = second.fitted(ident, df, "layer_ops", FAST)["o_proj"].predict(X)
+    assert (first.fits, first.hits) == (1, 0)
+    assert (second.fits, second.hits) == (0, 1)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_changed_profile_or_hyper_parameters_refit(tmp_path: Path) -> None:
+    ident = {"device": SKU, "model": MODEL, "tp": TP, "dtype": "bf16", "node": ""}
+    cache = PredictorCache(tmp_path)
+    cache.fitted(ident, layer_ops_frame(), "layer_ops", FAST)
+    cache.fitted(ident, layer_ops_frame(scale=1.5), "layer_ops", FAST)
+    cache.fitted(ident, layer_ops_frame(), "layer_ops", PredictorParams(
+        n_estimators=5, base=(False,), cv_folds=2, max_cv_rows=500))
+    assert (cache.fits, cache.hits) == (3, 0)
+    assert len(list(cache.directory.glob("*.joblib"))) == 3
+    cache.fitted(ident, layer_ops_frame(scale=1.5), "layer_ops", FAST)
+    assert cache.hits == 1
+
+
+def test_corrupt_cache_entry_warns_and_refits(tmp_path: Path) -> None:
+    ident = {"device": SKU, "model": MODEL, "tp": TP, "dtype": "bf16", "node": ""}
+    df = layer_ops_frame()
+    cache = PredictorCache(tmp_path)
+    cache.fitted(ident, df, "layer_ops", FAST)
+    (path,) = cache.directory.glob("*.joblib")
+    path.write_bytes(b"not a joblib file")
+    with pytest.warns(RuntimeWarning, match="unreadable"):
+        res = cache.fitted(ident, df, "layer_ops", FAST)
+    assert (cache.fits, cache.errors) == (2, 1)
+    assert res["qkv_proj"].predict(pd.DataFrame({"num_tokens": [64], "n": 12288,
+                                                 "k": 4096}))[0] > 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rewritten entry loads cleanly
+        cache.fitted(ident, df, "layer_ops", FAST)
+    assert cache.hits == 1
+
+
+def test_cache_directory_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(ENV_VAR, str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    assert PredictorCache().directory == tmp_path / "predictors"
+    monkeypatch.delenv(ENV_VAR)
+    assert default_cache_dir() == Path.home() / ".cache" / "vidur_search"
+
+
+# ---------------------------------------------------------------------- tables
+def test_token_table_matches_the_predictor_at_grid_points_and_interpolates() -> None:
+    df = layer_ops_frame()
+    res = fit_profile(df, "layer_ops", FAST)["gate_up_proj"]
+    pts = integer_points(8192, 256, 16)
+    assert pts[0] == 1 and pts[-1] == 8192 and np.all(np.diff(pts) > 0)
+    assert np.array_equal(pts[:256], np.arange(1, 257))
+    vals = res.predict(pd.DataFrame({"num_tokens": pts, "n": 22016, "k": 4096}))
+    table = TokenTable(pts, vals, 8192)
+    np.testing.assert_array_equal(table.values[pts], vals)
+    i = np.flatnonzero(np.diff(pts) > 1)[5]  # two grid points with integers between
+    a, b = pts[i], pts[i + 1]
+    mid = (a + b) // 2
+    want = vals[i] + (vals[i + 1] - vals[i]) * (mid - a) / (b - a)
+    assert table[mid] == pytest.approx(want, rel=1e-12)
+    assert min(vals[i], vals[i + 1]) <= table[mid] <= max(vals[i], vals[i + 1])
+
+
+def test_octave_table_grid_points_interpolation_and_bit_identical_paths() -> None:
+    axis = OctaveAxis.covering(5000, 8)
+    assert axis.upper == 8192 and axis.points[0] == 1 and axis.points[-1] == 8192
+    rows = integer_points(40, 8, 4)
+    grid = np.random.default_rng(0).random((len(rows), len(axis.points)))
+    table = OctaveTable(rows, axis, grid, 40)
+    r = int(rows[3])
+    for j in (0, 17, len(axis.points) - 1):
+        assert table.lookup(r, float(axis.points[j])) == grid[3, j]
+    x = (axis.points[20] + axis.points[21]) / 2
+    assert table.lookup(r, x) == pytest.approx((grid[3, 20] + grid[3, 21]) / 2, rel=1e-12)
+    xs = np.random.default_rng(1).uniform(1, 8192, 5000)
+    assert table.lookup_row(r, xs).tolist() == [table.lookup(r, float(v)) for v in xs]
+
+
+# ---------------------------------------------------------------------- profiled model
+def test_profiled_model_uses_profiles_and_counts_out_of_range(store: ProfileStore,
+                                                              tmp_path: Path) -> None:
+    pm = profiled(store, tmp_path / "cache")
+    assert pm.sources["qkv_proj"] == pm.sources["embedding"] == "test:layer_ops"
+    assert "attention_decode" not in pm.sources  # no attention profile: the fallback
+    roof = RooflineModel(pm.model, pm.sku, pm.node, TP, 1)
+    # decode attention comes from the fallback, the rest from the synthetic profile
+    d = pm.breakdown([], [], [1000] * 8)[0]
+    assert d["attention_decode"] == pytest.approx(roof.breakdown([], [], [1000] * 8)[0][
+        "attention_decode"], rel=1e-3)
+    assert d["qkv_proj"] == pytest.approx(32 * (6.0 + 0.05 * 8) * 1e-6, rel=0.05)
+    assert sum(d.values()) == pytest.approx(pm.stage_times([], [], [1000] * 8)[0], rel=1e-12)
+    assert not pm.out_of_range
+    pm.stage_times([1024], [0], [])  # inside the profiled tokens (max 2033)
+    assert not pm.out_of_range
+    t3000 = pm.stage_times([3000], [0], [])[0]  # beyond: scaled along the roofline
+    assert pm.out_of_range["layer_ops"] == 1
+    assert pm.stage_times([6000], [0], [])[0] > 1.9 * t3000  # beyond the 4096-token table
+    # beyond the token tables and the prefill-attention table (chunk > 4096)
+    assert pm.out_of_range["beyond_table"] == 2 and pm.out_of_range["layer_ops"] == 2
+
+
+def test_profiled_decode_attention_from_a_profile_counts_its_range(store: ProfileStore,
+                                                                   tmp_path: Path) -> None:
+    store.save(decode_frame(), meta("attention_decode"))
+    pm = profiled(store, tmp_path / "cache")
+    assert "attention_decode" in pm.sources
+    got = pm.breakdown([], [], [1024] * 8)[0]["attention_decode"] / 32
+    assert got == pytest.approx((8.0 + 0.2 * 8 + 2e-3 * 8 * 1024) * 1e-6, rel=0.05)
+    pm.stage_times([], [], [1024] * 8)
+    assert not pm.out_of_range
+    pm.stage_times([], [], [1024] * 40)  # batch 40 > 32 measured
+    pm.decode_steps(np.full(8, 2000), 200)  # KV passes 2048 after step 48
+    assert pm.out_of_range["attention_decode"] == 1 + 151
+    beyond = pm.breakdown([], [], [3000] * 8)[0]["attention_decode"]  # along the roofline
+    roof = RooflineModel(pm.model, pm.sku, pm.node, TP, 1)
+    ratio = (roof.breakdown([], [], [3000] * 8)[0]["attention_decode"]
+             / roof.breakdown([], [], [2048] * 8)[0]["attention_decode"])
+    at_edge = pm.breakdown([], [], [2048] * 8)[0]["attention_decode"]
+    assert beyond == pytest.approx(at_edge * ratio, rel=0.02)
+
+
+@pytest.mark.parametrize("pp", [1, 2])
+def test_profiled_decode_steps_bit_identical(store: ProfileStore, tmp_path: Path,
+                                             pp: int) -> None:
+    store.save(decode_frame(), meta("attention_decode"))
+    pm = profiled(store, tmp_path / "cache", pp=pp)
+    rng = np.random.default_rng(pp)
+    for D, k in ((1, 5), (17, 64), (64, 9), (70, 3)):  # 70 > max_batch: the loop path
+        kv = rng.integers(1, 4000, size=D)
+        steps = pm.decode_steps(kv, k)
+        assert steps.shape == (k, pp)
+        for j in range(k):
+            want = pm.stage_times([], [], kv + j)
+            assert want == pm.stage_times([], [], (kv + j).tolist())
+            assert tuple(steps[j].tolist()) == want
+
+
+def test_missing_profile_names_the_profiler_command(tmp_path: Path) -> None:
+    empty = ProfileStore(tmp_path / "empty")
+    with pytest.raises(ConfigError) as err:
+        profiled(empty, tmp_path / "cache")
+    msg = str(err.value)
+    assert "python -m profiler model=llama-2-7b tp=1" in msg
+    assert "execution.kind=calibrated" in msg and "layer_ops" in msg
+
+
+def test_profiled_params_validation() -> None:
+    assert ProfiledParams(store="a").store == ("a",)
+    with pytest.raises(ConfigError, match="fallback"):
+        ProfiledParams(store="a", fallback="magic")
+    with pytest.raises(ConfigError, match="power of two"):
+        ProfiledParams(store="a", axis_per_octave=12)
+    with pytest.raises(ConfigError, match="cv_folds"):
+        ProfiledParams(store="a", cv_folds=1)
+
+
+def test_config_builds_a_profiled_model_and_simulates(store: ProfileStore,
+                                                      tmp_path: Path) -> None:
+    from simulator import SimulationConfig, simulate
+    from simulator.engine import build_execution_model
+
+    prof = {"store": [str(store.root)], "cache_dir": str(tmp_path / "cache"), **PARAMS}
+    cfg = SimulationConfig.from_dict({
+        "model": MODEL, "sku": SKU, "scheduler": {"name": "sarathi", "max_batch_size": 32},
+        "workload": {"num_requests": 20, "arrival": {"kind": "poisson", "rate": 5.0}},
+        "execution": {"kind": "profiled", "profiled": prof},
+    })
+    model = build_execution_model(cfg)
+    assert isinstance(model, ProfiledModel) and model.sources["qkv_proj"] == "test:layer_ops"
+    result = simulate(cfg, execution=model)
+    assert result.summary["throughput"]["requests_per_s"] > 0
+    with pytest.raises(ConfigError, match=r"execution\.profiled\.stores"):
+        SimulationConfig.from_dict({"model": MODEL, "sku": SKU,
+                                    "execution": {"kind": "profiled",
+                                                  "profiled": {"stores": ["x"]}}})
+
+
+# ---------------------------------------------------------------------- reference data
+def test_reference_gemm_held_out_median_ape(reference_dir: Path, tmp_path: Path) -> None:
+    from profiler.import_vidur import import_vidur
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        import_vidur(reference_dir / "vidur" / "profiling", tmp_path / "vidur")
+    df, _ = ProfileStore(tmp_path / "vidur").load("h100-sxm", "llama-2-70b", 4, "layer_ops")
+    rows = df[df["op"] == "qkv_proj"].reset_index(drop=True)
+    perm = np.random.default_rng(0).permutation(len(rows))
+    cut = int(0.8 * len(rows))
+    tr, te = rows.iloc[perm[:cut]], rows.iloc[perm[cut:]]
+    cols = ["num_tokens", "n", "k"]
+    res = select(tr[cols], tr["median_us"].to_numpy(), "layer_ops", PredictorParams())
+    assert np.median(ape(res.predict(te[cols]), te["median_us"].to_numpy())) < 5
