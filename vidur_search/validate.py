@@ -1,0 +1,233 @@
+"""``python -m vidur_search.validate``: simulate a benchmark a user already ran, side by side.
+
+    python -m vidur_search.validate bench=results.json model=llama-3.1-8b sku=h100-sxm \\
+        tp=1 scheduler=vllm_v1 scheduler.max_batch_size=128 scheduler.chunk_size=2048
+
+``bench`` is a vLLM benchmark_serving result JSON, an aiperf ``profile_export.jsonl`` or a
+per-request CSV/JSONL (``vidur_search.bench_formats``). The simulation serves the same
+requests (prompt and output tokens from the file) with the same load: the file's
+per-request send times when it has them, else a closed loop of ``max_concurrency`` users,
+else the ``request_rate`` (Poisson, or Gamma with vLLM's ``burstiness``), else everything
+at once. Model, GPU SKU, TP/PP, replicas and the engine preset (``scheduler=<preset>`` and
+its knobs) come from the command line; ``execution.kind`` picks the batch-runtime model
+(``calibrated`` by default). Prints measured and simulated TTFT, TPOT and E2E (mean, P50,
+P90), output throughput and the % error; ``output.json=FILE`` also writes them as JSON.
+A malformed file or a bad setting exits with status 2 and a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import pandas as pd
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from simulator import ConfigError, SimulationConfig, SimulationResult, simulate
+from simulator.workload import RequestTable
+from vidur_search.bench_formats import BenchRun, read_bench
+
+METRICS = ("ttft", "tpot", "e2e")
+STATS = ("mean", "p50", "p90")
+LABELS = {"ttft": "TTFT", "tpot": "TPOT", "e2e": "E2E"}
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """Per-request latencies (seconds, one entry per request in the same order on both
+    sides) and the output throughput (tokens/s) of one run, measured or simulated."""
+
+    ttft: np.ndarray
+    tpot: np.ndarray
+    e2e: np.ndarray
+    throughput: float
+    completed: int
+
+    def stat(self, metric: str, stat: str) -> float:
+        """``mean``, ``p50`` or ``p90`` of a metric over the requests where it is defined."""
+        v = np.asarray(getattr(self, metric), dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return math.nan
+        return float(v.mean()) if stat == "mean" else float(np.percentile(v, int(stat[1:])))
+
+
+def measured_metrics(bench: BenchRun) -> RunMetrics:
+    """The benchmark's own figures, with the simulator's metric definitions."""
+    return RunMetrics(bench.ttft, bench.tpot, bench.e2e, bench.output_throughput, len(bench))
+
+
+def simulated_metrics(result: SimulationResult) -> RunMetrics:
+    """TTFT, TPOT and E2E per request (NaN for rejected or unfinished ones) and the output
+    throughput from the first arrival to the last completion."""
+    req = result.requests
+    done = req["completed_at"].notna().to_numpy() & ~req["rejected"].to_numpy()
+    nan = np.full(len(req), np.nan)
+    ttft = np.where(done, req["ttft"].to_numpy(), nan)
+    tpot = np.where(done, req["tpot"].to_numpy(), nan)
+    e2e = np.where(done, req["e2e"].to_numpy(), nan)
+    span = (float(req.loc[done, "completed_at"].max() - req["arrived_at"].min())
+            if done.any() else math.nan)
+    out = float(req.loc[done, "num_decode_tokens"].sum())
+    return RunMetrics(ttft, tpot, e2e, out / span if span > 0 else math.nan, int(done.sum()))
+
+
+def _err(sim: float, meas: float) -> float:
+    return (sim / meas - 1.0) * 100.0 if meas and math.isfinite(meas) else math.nan
+
+
+def compare(measured: RunMetrics, simulated: RunMetrics) -> pd.DataFrame:
+    """One row per (metric, stat) and one for throughput: measured, simulated (ms or
+    tokens/s), signed % error, and for latencies the median per-request |% error|."""
+    rows = []
+    for metric in METRICS:
+        m_all = np.asarray(getattr(measured, metric), dtype=np.float64)
+        s_all = np.asarray(getattr(simulated, metric), dtype=np.float64)
+        per_req = math.nan
+        if len(m_all) == len(s_all):
+            ok = np.isfinite(m_all) & np.isfinite(s_all) & (m_all > 0)
+            if ok.any():
+                per_req = float(np.median(np.abs(s_all[ok] / m_all[ok] - 1.0)) * 100.0)
+        for stat in STATS:
+            m, s = measured.stat(metric, stat) * 1e3, simulated.stat(metric, stat) * 1e3
+            rows.append({"metric": metric, "stat": stat, "measured": m, "simulated": s,
+                         "err_pct": _err(s, m), "request_abs_err_p50": per_req})
+    rows.append({"metric": "throughput", "stat": "output_tok_s",
+                 "measured": measured.throughput, "simulated": simulated.throughput,
+                 "err_pct": _err(simulated.throughput, measured.throughput),
+                 "request_abs_err_p50": math.nan})
+    return pd.DataFrame(rows)
+
+
+def format_comparison(table: pd.DataFrame, title: str = "") -> str:
+    """The comparison as aligned plain text (ms for latencies, tokens/s for throughput)."""
+    lines = [title] if title else []
+    lines.append(f"{'metric':<17}{'stat':<6}{'measured':>12}{'simulated':>12}{'error':>9}"
+                 f"{'|err| req p50':>15}")
+    for r in table.itertuples():
+        label = LABELS.get(r.metric, r.metric)
+        unit = "tok/s" if r.metric == "throughput" else "ms"
+        per_req = "" if math.isnan(r.request_abs_err_p50) else f"{r.request_abs_err_p50:.1f}%"
+        stat = "" if r.metric == "throughput" else r.stat
+        lines.append(f"{label + ' ' + unit:<17}{stat:<6}{r.measured:>12.1f}{r.simulated:>12.1f}"
+                     f"{r.err_pct:>+8.1f}%{per_req:>15}")
+    return "\n".join(lines)
+
+
+def workload_for(bench: BenchRun, seed: int = 0) -> tuple[dict[str, Any], RequestTable, str]:
+    """The workload mirroring how the benchmark offered its load: (workload config mapping,
+    request table, a sentence saying which load it is)."""
+    n = len(bench)
+    static = {"num_requests": n, "arrival": {"kind": "static"}}
+    if bench.has_arrivals:
+        return static, bench.requests(), "replayed: the file's per-request send times"
+    if bench.max_concurrency > 0:
+        wl = {"num_requests": n,
+              "arrival": {"kind": "closed", "concurrency": int(bench.max_concurrency)}}
+        return wl, bench.requests(), (f"closed loop of {bench.max_concurrency} users "
+                                      "(max_concurrency; no send times in the file)")
+    rate = bench.request_rate
+    if math.isfinite(rate) and rate > 0:
+        shape = bench.burstiness if math.isfinite(bench.burstiness) and bench.burstiness > 0 \
+            else 1.0
+        gaps = np.random.default_rng(seed).gamma(shape, 1.0 / (rate * shape), size=n)
+        arrival = np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+        table = RequestTable(arrival, bench.input_tokens, bench.output_tokens)
+        kind = "Poisson" if shape == 1.0 else f"Gamma (burstiness {shape:g})"
+        return static, table, (f"{kind} arrivals at {rate:g} req/s, seed {seed} (no send "
+                               "times in the file)")
+    return static, bench.requests(), "all requests at t=0 (no rate, concurrency or send times)"
+
+
+def simulation_for(bench: BenchRun, *, model: str, sku: str, tp: int = 1, pp: int = 1,
+                   replicas: int = 1, scheduler: dict[str, Any] | None = None,
+                   execution: dict[str, Any] | None = None, router: str = "least_outstanding",
+                   node: str = "", catalogue: str = "", seed: int = 0,
+                   engine: dict[str, Any] | None = None,
+                   precision: dict[str, Any] | None = None,
+                   ) -> tuple[SimulationConfig, RequestTable, str]:
+    """The SimulationConfig and request table that mirror ``bench`` on the given
+    deployment, and a sentence describing the offered load."""
+    wl, table, load = workload_for(bench, seed)
+    cfg: dict[str, Any] = {
+        "model": model, "sku": sku, "node": node, "catalogue": catalogue,
+        "parallel": {"tensor_parallel": tp, "pipeline_parallel": pp, "replicas": replicas},
+        "scheduler": dict(scheduler or {}), "router": router, "workload": wl,
+        "execution": dict(execution or {"kind": "calibrated"}), "seed": seed,
+    }
+    if engine:
+        cfg["engine"] = dict(engine)
+    if precision:
+        cfg["precision"] = dict(precision)
+    return SimulationConfig.from_dict(cfg), table, load
+
+
+def run_validation(bench_path: str | Path, **deployment: Any
+                   ) -> tuple[pd.DataFrame, BenchRun, SimulationResult, str]:
+    """Read ``bench_path``, simulate it on ``deployment`` (``simulation_for``'s keywords);
+    returns (comparison table, the benchmark, the simulation result, load description)."""
+    bench = read_bench(bench_path)
+    cfg, table, load = simulation_for(bench, **deployment)
+    result = simulate(cfg, requests=table)
+    return compare(measured_metrics(bench), simulated_metrics(result)), bench, result, load
+
+
+def _required(section: dict[str, Any], key: str, what: str) -> str:
+    value = section.get(key)
+    if value in (None, ""):
+        raise ConfigError(key, value, f"required: {what} ({key}=...)")
+    return str(value)
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    """The Hydra app's body: check the settings, simulate, print the comparison."""
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    bench_path = to_absolute_path(_required(plain, "bench", "the benchmark result file"))
+    model = _required(plain, "model", "a catalogue model")
+    sku = _required(plain, "sku", "a catalogue GPU SKU")
+    table, bench, result, load = run_validation(
+        bench_path, model=model, sku=sku, tp=plain["tp"], pp=plain["pp"],
+        replicas=plain["replicas"], scheduler=plain["scheduler"], execution=plain["execution"],
+        router=plain["router"], node=plain["node"], catalogue=plain["catalogue"],
+        seed=plain["seed"], engine=plain["engine"], precision=plain.get("precision"))
+    s = result.summary["counts"]
+    print(f"bench      {bench.path} ({bench.format}, {len(bench)} requests"
+          + (f", {bench.failed} failed left out" if bench.failed else "") + ")")
+    print(f"load       {load}")
+    print(f"simulated  {model} on {plain['replicas']} x {plain['tp'] * plain['pp']} {sku}, "
+          f"scheduler {plain['scheduler']['name']}, execution {plain['execution']['kind']}: "
+          f"{s['completed']} completed, {s['rejected']} rejected, {s['preemptions']} "
+          "preemptions")
+    for note in bench.notes:
+        print(f"note       {note}")
+    print(format_comparison(table))
+    out = (plain.get("output") or {}).get("json") or ""
+    if out:
+        path = Path(to_absolute_path(out))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "bench": bench.path, "format": bench.format, "load": load,
+            "rows": table.replace({np.nan: None}).to_dict(orient="records"),
+            "config": result.records.config}, indent=2, default=str))
+        print(f"written    {path}")
+    return table
+
+
+@hydra.main(config_path="pkg://vidur_search.conf", config_name="validate", version_base=None)
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
