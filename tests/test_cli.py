@@ -64,8 +64,10 @@ def test_wheel_ships_the_config_tree_and_catalogue(tmp_path: Path) -> None:
     for f in ("vidur_search/conf/simulate.yaml", "vidur_search/conf/scheduler/sarathi.yaml",
               "vidur_search/conf/workload/chat.yaml", "simulator/catalogue/models.yaml",
               "simulator/catalogue/skus.yaml", "simulator/catalogue/nodes.yaml",
-              "vidur_search/conf/config.yaml", "vidur_search/conf/experiment/smoke.yaml",
-              "vidur_search/conf/experiment/llama70b.yaml", "vidur_search/conf/slo/paper.yaml",
+              "vidur_search/conf/app/config.yaml", "vidur_search/conf/app/experiment/smoke.yaml",
+              "vidur_search/conf/app/experiment/llama70b.yaml",
+              "vidur_search/conf/app/slo/paper.yaml", "simulator/profiles/data/README.md",
+              "simulator/profiles/data/h100-sxm/llama-3-8b/tp1/layer_ops.parquet",
               "simulator/execution/calibration.yaml"):
         assert f in names, f
     site = tmp_path / "site"
@@ -84,3 +86,12 @@ def test_wheel_ships_the_config_tree_and_catalogue(tmp_path: Path) -> None:
                          env=env, timeout=120)
     assert job.returncode == 0, job.stderr
     assert "llama-2-70b" in job.stdout and "sampler: tpe" in job.stdout
+
+
+def test_simulate_takes_model_and_sku_as_plain_keys(tmp_path: Path) -> None:
+    """The search app's `model`/`sku` config groups must not capture simulate's keys."""
+    p = _cli("model=llama-2-7b", "sku=a100-80gb", "workload.num_requests=8",
+             "output.progress=false", f"output.dir={tmp_path / 'o'}")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["counts"]["requests"] == 8 and summary["config"]["model"] == "llama-2-7b"

@@ -100,11 +100,13 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     ("slo.ttft_quantile=p42", 2, "slo.ttft_quantile='p42' is invalid: allowed values are"),
     ("+sku.prices.h100-sxm=0", 2, "sku.prices.h100-sxm=0"),
     ("workloads.chat.lengths.kind=gauss", 2, "workloads.chat.lengths.kind"),
+    # no measured A100 profiles ship with the package: say what to profile
+    ("execution.kind=profiled sku.skus=[a100-80gb]", 2, "python -m profiler model=llama-3-8b"),
 ])
 def test_config_errors_are_reported_before_any_trial(
         tmp_path: Path, override: str, code: int, message: str) -> None:
     out = tmp_path / "run"
-    p = _app(f"output.dir={out}", override, timeout=120)
+    p = _app(f"output.dir={out}", *override.split(), timeout=120)
     assert p.returncode == code, p.stderr[-2000:]
     assert message in p.stderr
     assert not (out / "trials.parquet").exists()

@@ -94,7 +94,7 @@ def run(cfg: DictConfig) -> int:
     return code
 
 
-@hydra.main(config_path="pkg://vidur_search.conf", config_name="config", version_base=None)
+@hydra.main(config_path="pkg://vidur_search.conf.app", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> None:
     try:
         code = run(cfg)

@@ -62,6 +62,7 @@ def base_settings(app: dict[str, Any], workload: dict[str, Any]) -> dict[str, An
     nodes = dict(app["node"].get("nodes") or {})
     return {"model": app["model"]["name"], "catalogue": app["model"].get("catalogue", ""),
             "nodes": nodes, "workload": workload, "execution": app["execution"],
+            "precision": app.get("precision") or {},
             "seed": app["seed"]}
 
 
@@ -102,6 +103,23 @@ def make_space(app: dict[str, Any]) -> Space:
         raise ConfigError("search.space", "(every configuration dropped)",
                           "no configuration can run:\n" + space.summary())
     return space
+
+
+def check_profiles(app: dict[str, Any], space: Space) -> None:
+    """With ``execution.kind=profiled``, every (SKU, TP) of the space must have measured
+    profiles: a missing one stops the search before any trial, naming what to profile."""
+    if app["execution"].get("kind") != "profiled":
+        return
+    from simulator.execution.profiled import require_layer_ops
+
+    first = next(iter(app["workloads"].values()))
+    seen: set[tuple[str, int]] = set()
+    for cand in space.candidates:
+        if (cand.sku, cand.tp) in seen:
+            continue
+        seen.add((cand.sku, cand.tp))
+        cfg = simulation_config(base_settings(app, first), cand, 1)
+        require_layer_ops(cfg.execution.profiled, cfg.model, cfg.sku, cand.tp)
 
 
 def trial_context(app: dict[str, Any], name: str, prices: dict[str, float]) -> TrialContext:
@@ -276,6 +294,7 @@ class Sweep:
         self.app, self.out_dir = app, out_dir
         self.space = make_space(app)
         check_workloads(app, self.space)
+        check_profiles(app, self.space)
         self.prices = prices(app)
         self.table = TrialsTable(out_dir / "trials.parquet")
         self.storage_url = storage_url

@@ -1,7 +1,7 @@
 """The search app's config schema (Hydra structured configs) and its semantic checks.
 
 The dataclasses below are registered in Hydra's ConfigStore as ``search_schema`` and sit
-first in ``conf/config.yaml``'s defaults, so Hydra itself rejects a misspelt key or a value
+first in ``conf/app/config.yaml``'s defaults, so Hydra itself rejects a misspelt key or a value
 of the wrong type with its own message. ``check`` then rejects what types cannot express
 (an unknown SKU or one without a price, an empty space, an SLO quantile we do not measure)
 by raising ``ConfigError`` before any trial runs.
@@ -118,6 +118,8 @@ class SearchAppConfig:
     node: NodeSettings = field(default_factory=NodeSettings)
     workloads: dict[str, Any] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=lambda: {"kind": "roofline"})
+    precision: dict[str, str] = field(  # weights / kv_cache: bf16 or fp8
+        default_factory=lambda: {"weights": "bf16", "kv_cache": "bf16"})
     slo: SloSettings = field(default_factory=SloSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     ray: RaySettings = field(default_factory=RaySettings)

@@ -26,7 +26,7 @@ from simulator.catalogue import get_model
 # Errors in these settings are the experiment's, not a candidate's: they stop the search.
 _NOT_DEPLOYMENT = ("workload", "execution", "catalogue", "seed")
 # Schedulers whose iteration token budget is the searched chunk size.
-CHUNKED = ("sarathi", "vllm_v1")
+CHUNKED = ("sarathi", "vllm_v1", "vllm_0_8")
 
 
 @cache
@@ -160,6 +160,7 @@ def simulation_config(
         "workload": workload,
         "execution": base.get("execution", {}),
         "catalogue": base.get("catalogue", ""),
+        "precision": base.get("precision") or {},
         "seed": base.get("seed", 0),
     }
     return SimulationConfig.from_dict(d)

@@ -23,7 +23,7 @@ SPACE = [
     "+experiment=llama70b", "workloads.arxiv=null", "search.space.tensor_parallel=[2,4,8]",
     "search.space.pipeline_parallel=[1,2]", "search.space.max_gpus=8",
     "search.space.batch_caps=[64,128,256]", "search.space.chunk_sizes=[512,2048]",
-    "search.capacity.min_requests_per_replica=150", "search.capacity.precision=0.05",
+    "search.capacity.min_requests_per_replica=150", "search.capacity.precision=0.01",
 ]
 
 
