@@ -29,7 +29,7 @@ from simulator import ConfigError
 from simulator.workload import generate_requests
 from vidur_search.capacity import CapacitySettings, Slo
 from vidur_search.results import TrialsTable, objective
-from vidur_search.space import CHUNKED, Candidate, Space, build_space, layout, simulation_config
+from vidur_search.space import CHUNKED, Candidate, Space, build_space, simulation_config
 from vidur_search.trial import TrialContext, run_trial
 
 # Ray's own environment: no token auth between local processes, no usage reporting, and
@@ -139,40 +139,63 @@ def trial_context(app: dict[str, Any], name: str, prices: dict[str, float]) -> T
 
 
 class DefineByRun:
-    """Optuna's define-by-run space: SKU, layout, scheduler, batch cap, and a chunk size
-    only for schedulers with a chunked token budget. A class (not a closure) because Ray
-    pickles the searcher with the standard pickler when it checkpoints."""
+    """Optuna's define-by-run space. SKU and scheduler are categorical; TP, PP (replicas
+    when they vary), batch cap and chunk size are ordinal indices into their sorted values,
+    so TPE's Parzen estimators see that TP 4 lies between TP 2 and TP 8 (a categorical
+    would treat every value as unrelated); the chunk size is sampled only for schedulers
+    with a chunked token budget. A class (not a closure) because Ray pickles the searcher
+    with the standard pickler when it checkpoints."""
 
     def __init__(self, space: Space) -> None:
-        self.skus = sorted({c.sku for c in space.candidates})
-        self.layouts = space.parallel_choices()
-        self.scheds = sorted({c.scheduler for c in space.candidates})
-        self.caps = sorted({c.batch_cap for c in space.candidates})
-        self.chunks = sorted({c.chunk_size for c in space.candidates if c.chunk_size})
+        cands = space.candidates
+        self.skus = sorted({c.sku for c in cands})
+        self.scheds = sorted({c.scheduler for c in cands})
+        self.tps = sorted({c.tp for c in cands})
+        self.pps = sorted({c.pp for c in cands})
+        self.caps = sorted({c.batch_cap for c in cands})
+        self.chunks = sorted({c.chunk_size for c in cands if c.chunk_size})
+        per_layout: dict[tuple[int, int], set[int]] = {}
+        for c in cands:
+            per_layout.setdefault((c.tp, c.pp), set()).add(c.replicas)
+        varies = any(len(r) > 1 for r in per_layout.values())
+        self.reps = sorted({c.replicas for c in cands}) if varies else []
 
     def __call__(self, trial: Any) -> None:
         trial.suggest_categorical("sku", self.skus)
-        trial.suggest_categorical("parallel", self.layouts)
+        trial.suggest_int("tp_index", 0, len(self.tps) - 1)
+        trial.suggest_int("pp_index", 0, len(self.pps) - 1)
+        if self.reps:
+            trial.suggest_int("replicas_index", 0, len(self.reps) - 1)
         sched = trial.suggest_categorical("scheduler", self.scheds)
-        trial.suggest_categorical("batch_cap", self.caps)
+        trial.suggest_int("batch_cap_index", 0, len(self.caps) - 1)
         if sched in CHUNKED and self.chunks:
-            trial.suggest_categorical("chunk_size", self.chunks)
+            trial.suggest_int("chunk_index", 0, len(self.chunks) - 1)
+
+    def decode(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Sampled parameters -> what ``Space.nearest`` takes."""
+        par = f"tp{self.tps[p['tp_index']]}-pp{self.pps[p['pp_index']]}"
+        if self.reps:
+            par += f"-r{self.reps[p['replicas_index']]}"
+        chunk = self.chunks[p["chunk_index"]] if "chunk_index" in p else 0
+        return {"sku": p["sku"], "parallel": par, "scheduler": p["scheduler"],
+                "batch_cap": self.caps[p["batch_cap_index"]], "chunk_size": chunk}
+
+    def encode(self, c: Candidate) -> dict[str, Any]:
+        """The sampled parameters that select candidate ``c`` (warm starts)."""
+        p: dict[str, Any] = {"sku": c.sku, "tp_index": self.tps.index(c.tp),
+                             "pp_index": self.pps.index(c.pp), "scheduler": c.scheduler,
+                             "batch_cap_index": self.caps.index(c.batch_cap)}
+        if self.reps:
+            p["replicas_index"] = self.reps.index(c.replicas)
+        if c.scheduler in CHUNKED and c.chunk_size:
+            p["chunk_index"] = self.chunks.index(c.chunk_size)
+        return p
 
 
-def params_of(c: Candidate, space: Space) -> dict[str, Any]:
-    """The sampler parameters that select candidate ``c`` (for warm starts)."""
-    with_reps = any("-r" in v for v in space.parallel_choices())
-    p: dict[str, Any] = {"sku": c.sku, "parallel": layout(c, with_reps),
-                         "scheduler": c.scheduler, "batch_cap": c.batch_cap}
-    if c.scheduler in CHUNKED and c.chunk_size:
-        p["chunk_size"] = c.chunk_size
-    return p
-
-
-def _resolve(config: dict[str, Any], space: Space) -> Candidate:
+def _resolve(config: dict[str, Any], space: Space, sampled: DefineByRun) -> Candidate:
     if "key" in config:
         return space.by_key()[config["key"]]
-    return space.nearest(config)
+    return space.nearest(sampled.decode(config))
 
 
 def _tune_metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -189,14 +212,15 @@ def _restore_inf(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (math.inf if isinstance(v, float) and v >= 1e18 else v) for k, v in row.items()}
 
 
-def make_trainable(ctx: TrialContext, space: Space, cache: Any) -> Callable[[dict], None]:
+def make_trainable(ctx: TrialContext, space: Space, sampled: DefineByRun,
+                   cache: Any) -> Callable[[dict], None]:
     """The Ray Tune function trainable of one study."""
 
     def trainable(config: dict[str, Any]) -> None:
         import ray
         from ray import tune
 
-        cand = _resolve(config, space)
+        cand = _resolve(config, space, sampled)
         row = ray.get(cache.get.remote(cand.key))
         cached = row is not None
         if row is None:
@@ -327,7 +351,8 @@ class Sweep:
         prev = self.warm[(self.warm["workload"] == workload) & (self.warm["status"] == "ok")]
         prev = prev.sort_values("capacity_per_dollar", ascending=False)
         keys = self.space.by_key()
-        return [params_of(keys[key], self.space) for key in prev["key"] if key in keys][:k]
+        sampled = DefineByRun(self.space)
+        return [sampled.encode(keys[key]) for key in prev["key"] if key in keys][:k]
 
     def run(self) -> pd.DataFrame:
         """Run every study; returns the whole trials table (this run's and earlier rows)."""
@@ -344,7 +369,8 @@ class Sweep:
                           f"({len(plan.finished)} trials already finished)")
                 continue
             cache = _cache_actor(plan.finished)
-            trainable = tune.with_resources(make_trainable(plan.ctx, self.space, cache),
+            trainable = tune.with_resources(make_trainable(plan.ctx, self.space,
+                                                           DefineByRun(self.space), cache),
                                             {"cpu": per_trial})
             if search["sampler"] == "grid":
                 keys = [c.key for c in self.space.candidates if c.key not in plan.finished]
@@ -438,7 +464,7 @@ def _writer_callback(sweep: Sweep, plan: StudyPlan) -> Any:
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any,
                            **info: Any) -> None:
-            cand = _resolve(trial.config, sweep.space)
+            cand = _resolve(trial.config, sweep.space, DefineByRun(sweep.space))
             err = str(getattr(trial, "error_msg", "") or "worker died").strip()
             self._record(failed_row(plan.ctx, cand, err.splitlines()[-1] if err else err),
                          trial.trial_id)

@@ -77,15 +77,6 @@ class Space:
     candidates: list[Candidate]
     dropped: Counter[str] = field(default_factory=Counter)
 
-    def parallel_choices(self) -> list[str]:
-        """The (TP, PP[, replicas]) layouts present, as Optuna categorical values; replicas
-        appear only when they vary for one (TP, PP) (not when they fill a GPU budget)."""
-        reps: dict[tuple[int, int], set[int]] = {}
-        for c in self.candidates:
-            reps.setdefault((c.tp, c.pp), set()).add(c.replicas)
-        with_replicas = any(len(r) > 1 for r in reps.values())
-        return sorted({layout(c, with_replicas) for c in self.candidates}, key=_layout_order)
-
     def nearest(self, params: Mapping[str, Any]) -> Candidate:
         """The runnable candidate closest to a sampler's ``params`` (sku, parallel,
         scheduler, batch_cap, chunk_size): exact when it is runnable; else same SKU and
@@ -118,20 +109,11 @@ class Space:
         return "\n".join(lines)
 
 
-def layout(c: Candidate, with_replicas: bool = False) -> str:
-    """``tp4-pp1`` (or ``tp4-pp1-r2``): a candidate's parallel layout as one value."""
-    return f"tp{c.tp}-pp{c.pp}" + (f"-r{c.replicas}" if with_replicas else "")
-
-
 def parse_layout(value: str) -> tuple[int, int, int]:
-    """(tp, pp, replicas or 0) of a :func:`layout` string."""
+    """(tp, pp, replicas or 0) of a layout string such as ``tp4-pp1`` or ``tp2-pp1-r4``."""
     parts = dict((p[:2] if p[:2] in ("tp", "pp") else p[:1], int(p.lstrip("tpr")))
                  for p in value.split("-"))
     return parts["tp"], parts["pp"], parts.get("r", 0)
-
-
-def _layout_order(value: str) -> tuple[int, int, int]:
-    return parse_layout(value)
 
 
 def simulation_config(
