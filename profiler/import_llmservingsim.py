@@ -22,14 +22,15 @@ What maps (per-rank shapes from the catalogue model at tp N):
 - ``attention.csv``: prefill-only rows -> ``attention_prefill`` (one sequence,
   ``chunk_tokens`` = ``prefill_chunk``, ``prior_kv`` = ``kv_prefill``); decode-only rows
   -> ``attention_decode`` (``batch_size`` = ``n_decode``, ``kv_len`` = ``kv_decode + 1``:
-  the cached tokens plus the one being decoded).
+  the cached tokens plus the one being decoded); mixed rows (a prefill chunk and decodes
+  in one call, as vLLM runs a mixed batch) -> ``attention_mixed`` (the same columns).
 - ``moe.csv`` (tp1 only) -> ``layer_ops`` op ``moe_experts`` at the rows whose
   ``activated_experts`` is ``min(experts, tokens x top_k)`` (every routed token on its own
   expert until all are used, as the simulator's roofline assumes); the column is kept.
 
 Not mapped (no family holds them): ``final_layernorm`` (the simulator prices the final
-norm with the ``input_norm`` table, the same kernel), the mixed prefill+decode attention
-rows, ``skew.csv`` / ``skew_fit.csv``, and the ``moe.csv`` rows at other expert counts.
+norm with the ``input_norm`` table, the same kernel), ``skew.csv`` / ``skew_fit.csv``, and
+the ``moe.csv`` rows at other expert counts.
 There are no residual ``add`` rows (vLLM fuses the add into the layernorm kernel).
 """
 
@@ -195,7 +196,7 @@ def moe_rows(df: pd.DataFrame, spec: ModelSpec, where: str, calls: int) -> pd.Da
 
 def attention_rows(df: pd.DataFrame, spec: ModelSpec, tp: int, where: str,
                    calls: int) -> dict[str, pd.DataFrame]:
-    """attention.csv -> prefill-only and decode-only rows (mixed rows are not mapped)."""
+    """attention.csv -> prefill-only, decode-only and mixed rows, one family each."""
     _need(df, ("prefill_chunk", "kv_prefill", "n_decode", "kv_decode", "time_us"), where)
     chunk, prior = _ints(df, "prefill_chunk", where), _ints(df, "kv_prefill", where)
     nd, kvd = _ints(df, "n_decode", where), _ints(df, "kv_decode", where)
@@ -214,6 +215,12 @@ def attention_rows(df: pd.DataFrame, spec: ModelSpec, tp: int, where: str,
         rows = pd.DataFrame({**heads, "batch_size": nd[dec], "kv_len": kvd[dec] + 1})
         out["attention_decode"] = pd.concat(
             [rows, _times(df[dec].reset_index(drop=True), where, calls)], axis=1)
+    mix = (chunk > 0) & (nd > 0)
+    if mix.any():
+        rows = pd.DataFrame({**heads, "chunk_tokens": chunk[mix], "prior_kv": prior[mix],
+                             "batch_size": nd[mix], "kv_len": kvd[mix] + 1})
+        out["attention_mixed"] = pd.concat(
+            [rows, _times(df[mix].reset_index(drop=True), where, calls)], axis=1)
     return out
 
 

@@ -22,7 +22,8 @@ from simulator.memory import KvCapacity, kv_capacity
 from simulator.precision import Precision
 from simulator.workload import WorkloadConfig
 
-SCHEDULERS = ("vllm_v0", "vllm_v1", "orca", "sarathi", "faster_transformer", "lightllm")
+SCHEDULERS = ("vllm_v0", "vllm_v1", "vllm_v1_async", "orca", "sarathi", "faster_transformer",
+              "lightllm")
 ROUTERS = ("round_robin", "random", "least_outstanding")
 EXECUTION_KINDS = ("roofline", "calibrated", "profiled")
 CHUNKED_PREFILL = ("auto", "on", "off")
@@ -70,10 +71,10 @@ class SchedulerConfig:
     - ``kv_tokens_override``: explicit KV capacity in tokens, as a real engine reports it
       (vLLM: "GPU KV cache size: N tokens"); blocks = N // block size. 0 = derive.
     - ``chunked_prefill``: vLLM v0's switch (``vllm_v0`` only; the others ignore ``off``,
-      their fixed behaviour: sarathi and vllm_v1 always chunk, the rest never). ``on``:
-      vLLM v0's chunked-prefill scheduler (Sarathi-Serve's policy under the ``chunk_size``
-      budget); ``auto``: vLLM <= 0.6's default, ``on`` exactly when the model's context
-      exceeds 32K tokens (``SimulationConfig`` resolves it to on/off).
+      their fixed behaviour: sarathi, vllm_v1 and vllm_v1_async always chunk, the rest
+      never). ``on``: vLLM v0's chunked-prefill scheduler (Sarathi-Serve's policy under the
+      ``chunk_size`` budget); ``auto``: vLLM <= 0.6's default, ``on`` exactly when the
+      model's context exceeds 32K tokens (``SimulationConfig`` resolves it to on/off).
     - ``execution_overrides``: ``RooflineParams`` fields this engine version fixes (e.g. its
       per-step CPU overhead); ``SimulationConfig`` applies them to ``execution.roofline``.
     """
@@ -116,8 +117,9 @@ class SchedulerConfig:
         if self.name != "vllm_v0" and self.chunked_prefill != "off":
             raise ConfigError("scheduler.chunked_prefill", self.chunked_prefill,
                               f"only vllm_v0 has a chunked-prefill switch ({self.name} "
-                              "chunks or not by design: sarathi and vllm_v1 always, orca, "
-                              "faster_transformer and lightllm never); leave it off")
+                              "chunks or not by design: sarathi, vllm_v1 and vllm_v1_async "
+                              "always, orca, faster_transformer and lightllm never); leave "
+                              "it off")
         self._check_overrides()
 
     def _check_overrides(self) -> None:

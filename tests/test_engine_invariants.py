@@ -118,7 +118,7 @@ def test_single_request_takes_the_sum_of_its_batch_times(scheduler: str, pp: int
     sim = Simulation(config(scheduler, chunk_size=128, parallel={"pipeline_parallel": pp}),
                      table([0.0], [prompt], [out]))
     model = sim.execution
-    chunked = scheduler in ("sarathi", "vllm_v1")
+    chunked = scheduler in ("sarathi", "vllm_v1", "vllm_v1_async")
     chunks = [128, 128, 44] if chunked else [prompt]
     expected = 0.0
     done = 0

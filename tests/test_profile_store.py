@@ -42,6 +42,9 @@ def frame(family: str, n: int = 3) -> pd.DataFrame:
     elif family == "attention_decode":
         cols = {"n_q_heads": 8, "n_kv_heads": 1, "head_dim": 128,
                 "batch_size": np.arange(1, n + 1), "kv_len": 1024}
+    elif family == "attention_mixed":
+        cols = {"n_q_heads": 8, "n_kv_heads": 1, "head_dim": 128, "chunk_tokens": 512,
+                "prior_kv": 0, "batch_size": np.arange(1, n + 1), "kv_len": 1024}
     elif family == "layer_ops":
         ops = ["qkv_proj", "o_proj", "down_proj"][:n]
         shapes = {"qkv_proj": (1280, 8192), "o_proj": (8192, 1024), "down_proj": (8192, 3584)}

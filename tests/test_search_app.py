@@ -165,7 +165,12 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
                                text=True, timeout=120)
         assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:]
         out = tmp_path / "run"
-        p = _app(f"output.dir={out}", f"ray.address={head}", "search=grid")
+        # trials long enough (~2 s) that Tune starts its second worker before the first
+        # one, reused, has run them all
+        p = _app(f"output.dir={out}", f"ray.address={head}", "search=grid",
+                 "search.capacity.min_requests_per_replica=600",
+                 "search.capacity.max_requests_per_replica=1200",
+                 "search.capacity.precision=0.02")
         assert p.returncode == 0, p.stderr[-3000:]
         trials = pd.read_parquet(out / "trials.parquet")
         assert len(trials) == 8 and (trials["status"] == "ok").all()

@@ -194,7 +194,8 @@ def test_compare_errors_are_signed_against_the_measurement() -> None:
 
 def test_importer_maps_a_small_tree(tmp_path: Path) -> None:
     """dense (qk_norm into rope, layernorm twice, final norm left out), attention (decode
-    kv_len = cached + 1, mixed rows left out), MoE rows at min(experts, tokens x top_k)."""
+    kv_len = cached + 1, mixed rows their own family), MoE rows at min(experts, tokens x
+    top_k)."""
     src = tmp_path / "perf" / "RTXPRO6000" / "Qwen" / "Qwen3-30B-A3B" / "bf16"
     (src / "tp1").mkdir(parents=True)
     (src / "meta.yaml").write_text("tp_degrees: [1]\nmeasurement_iterations: 3\n"
@@ -215,7 +216,7 @@ def test_importer_maps_a_small_tree(tmp_path: Path) -> None:
         src / "tp1/moe.csv", index=False)
     dest = tmp_path / "store"
     written = import_llmservingsim(tmp_path / "perf", dest)
-    assert len(written) == 4
+    assert len(written) == 5
     store = ProfileStore(dest)
     ops, meta = store.load("rtx-pro-6000", "qwen3-30b-a3b", 1, "layer_ops")
     assert meta.origin.startswith("llmservingsim:") and meta.date == "2026-04-24"
@@ -231,6 +232,9 @@ def test_importer_maps_a_small_tree(tmp_path: Path) -> None:
     assert dec[["batch_size", "kv_len", "mean_us"]].values.tolist() == [[4, 16, 4.0]]
     pre, _ = store.load("rtx-pro-6000", "qwen3-30b-a3b", 1, "attention_prefill")
     assert pre[["chunk_tokens", "prior_kv", "mean_us"]].values.tolist() == [[16, 0, 3.0]]
+    mix, _ = store.load("rtx-pro-6000", "qwen3-30b-a3b", 1, "attention_mixed")
+    assert mix[["chunk_tokens", "prior_kv", "batch_size", "kv_len", "mean_us"]
+               ].values.tolist() == [[16, 0, 4, 16, 9.0]]
     cpu, _ = store.load("rtx-pro-6000", "qwen3-30b-a3b", 1, "cpu_overhead")
     assert cpu[["op", "batch_size", "mean_us"]].values.tolist() == [["sampling", 1, 2.0]]
 
@@ -240,9 +244,9 @@ def test_importer_on_the_reference(reference_dir: Path, tmp_path: Path,
     src = reference_dir / "llmservingsim"
     assert import_main([str(src), str(tmp_path)]) == 0
     entries = ProfileStore(tmp_path).entries()
-    assert "28 files" in capsys.readouterr().out and len(entries) == 28
+    assert "35 files" in capsys.readouterr().out and len(entries) == 35
     tp_dirs = sorted(src.glob("profiles/*/*/*/bf16/tp*"))
-    assert len(tp_dirs) == 7 and len(entries) == 4 * len(tp_dirs)
+    assert len(tp_dirs) == 7 and len(entries) == 5 * len(tp_dirs)
     tp1 = src / "profiles/RTX4090/meta-llama/Llama-3.1-8B/bf16/tp1"
     dense = pd.read_csv(tp1 / "dense.csv")
     per_seq = pd.read_csv(tp1 / "per_sequence.csv")
@@ -262,6 +266,47 @@ def test_importer_on_the_reference(reference_dir: Path, tmp_path: Path,
     arow = attn[(attn["prefill_chunk"] == 0) & (attn["n_decode"] == 32)].iloc[3]
     got = dec[(dec["batch_size"] == 32) & (dec["kv_len"] == arow["kv_decode"] + 1)]
     assert got["mean_us"].iloc[0] == arow["time_us"]
+    mixed, _ = store.load("rtx-4090", "llama-3.1-8b", 1, "attention_mixed")
+    both = (attn["prefill_chunk"] > 0) & (attn["n_decode"] > 0)
+    assert len(mixed) == both.sum()
+    mrow = attn[both].iloc[100]
+    got = mixed[(mixed["chunk_tokens"] == mrow["prefill_chunk"])
+                & (mixed["prior_kv"] == mrow["kv_prefill"])
+                & (mixed["batch_size"] == mrow["n_decode"])
+                & (mixed["kv_len"] == mrow["kv_decode"] + 1)]
+    assert got["mean_us"].iloc[0] == mrow["time_us"]
+
+
+def test_mixed_batches_cost_the_measured_mixed_call(reference_dir: Path,
+                                                     tmp_path: Path) -> None:
+    """vLLM runs a mixed batch as one attention call, in which decodes cost more than in a
+    decode-only call: the profiled model prices it within a few % of the measured call."""
+    from simulator.catalogue import load_catalogue
+    from simulator.execution.profiled import ProfiledModel, ProfiledParams
+
+    src = reference_dir / "llmservingsim"
+    import_llmservingsim(src, tmp_path / "store")
+    cat = load_catalogue()
+    spec, sku = cat.model("llama-3.1-8b"), cat.sku("rtx-pro-6000")
+    params = ProfiledParams(store=(str(tmp_path / "store"),), fallback="calibrated",
+                            cache_dir=str(tmp_path / "cache"))
+    pm = ProfiledModel(spec, sku, cat.node("rtx-pro-6000-pcie"), 1, 1, params, max_batch=128,
+                       max_tokens=4096)
+    assert "attention_mixed" in pm.sources
+    attn = pd.read_csv(src / "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp1/"
+                       "attention.csv").set_index(["prefill_chunk", "kv_prefill", "n_decode",
+                                                    "kv_decode"])["time_us"]
+    errs, gain = [], []
+    for c in (256, 1024, 2048):
+        for n in (8, 32, 128):
+            for kv in (512, 2048):
+                parts = pm.breakdown([c], [0], [kv + 1] * n)[0]
+                sim = (parts["attention_prefill"] + parts["attention_decode"]) / 32 * 1e6
+                errs.append(abs(sim / attn[(c, 0, n, kv)] - 1))
+                alone = pm._decode_attn(n, n * (kv + 1))  # as in a decode-only batch
+                gain.append(parts["attention_decode"] / 32 / alone)
+    assert np.median(errs) < 0.05 and max(errs) < 0.2, errs
+    assert min(gain) > 1.0 and np.median(gain) > 1.2, gain
 
 
 # --------------------------------------------------------------------------- run.py
@@ -275,7 +320,7 @@ def test_serving_case_mirrors_the_run(reference_dir: Path, tmp_path: Path) -> No
     cfg = case.config
     assert (cfg.model, cfg.sku, cfg.parallel.tensor_parallel) == ("llama-3.1-8b", "rtx-4090", 1)
     assert (cfg.scheduler.name, cfg.scheduler.max_batch_size, cfg.scheduler.chunk_size) == \
-        ("vllm_v1", 256, 2048)
+        ("vllm_v1_async", 256, 2048)  # the vllm_0_19 preset with the run's flags
     assert cfg.kv_capacity().num_tokens == 41408  # the capacity the run reports
     raw = [json.loads(x) for x in (lss / "runs/RTX4090/Llama-3.1-8B/requests.jsonl")
            .read_text().splitlines()]

@@ -26,7 +26,7 @@ from simulator.catalogue import get_model
 # Errors in these settings are the experiment's, not a candidate's: they stop the search.
 _NOT_DEPLOYMENT = ("workload", "execution", "catalogue", "seed")
 # Schedulers whose iteration token budget is the searched chunk size.
-CHUNKED = ("sarathi", "vllm_v1", "vllm_0_8")
+CHUNKED = ("sarathi", "vllm_v1", "vllm_v1_async", "vllm_0_8", "vllm_0_19")
 
 
 @cache

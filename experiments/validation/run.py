@@ -9,11 +9,12 @@ Two sets of ground truth from ``../shared/reference`` (see its README):
     request's queue-entry time, prompt and output tokens from ``requests.jsonl``, replayed
     as a RequestTable), model, GPU, TP/DP and the engine flags the run published in
     ``meta.json`` (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, and the
-    KV capacity where the run reports it) on the ``vllm_0_8`` preset (vLLM's v1 engine).
-    Execution: ``profiled`` from the same GPUs' LLMServingSim operator tables (imported
-    with ``profiler.import_llmservingsim``), with the calibrated roofline for what they
-    lack. DP2 x EP2 is mirrored as two replicas of one GPU each holding half the experts
-    (a catalogue variant of the model with ``num_experts / 2``); see RESULTS.md.
+    KV capacity where the run reports it) on the ``vllm_0_19`` preset (that release's v1
+    engine and defaults, docs/engine.md). Execution: ``profiled`` from the same GPUs'
+    LLMServingSim operator tables (imported with ``profiler.import_llmservingsim``), with
+    the calibrated roofline for what they lack. DP2 x EP2 is mirrored as two replicas of
+    one GPU each holding half the experts (a catalogue variant of the model with
+    ``num_experts / 2``); see RESULTS.md.
 (b) ``splitwise/perf_model.csv``: Llama-2-70B prompt (prefill of a batch of B prompts of
     N tokens) and per-token (one decode iteration of B sequences, averaged over the
     generation) times on A100 and H100 at TP 2/4/8. The simulator's
@@ -63,6 +64,7 @@ from profiler.import_llmservingsim import (  # noqa: E402
 from profiler.import_vidur import import_vidur  # noqa: E402
 from simulator import SimulationConfig, simulate  # noqa: E402
 from simulator.catalogue import Catalogue, load_catalogue  # noqa: E402
+from simulator.engine import build_execution_model  # noqa: E402
 from simulator.errors import ConfigError  # noqa: E402
 from simulator.execution.base import ExecutionModel  # noqa: E402
 from simulator.execution.calibrated import CalibratedModel  # noqa: E402
@@ -81,28 +83,34 @@ from vidur_search.validate import (  # noqa: E402
 
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference"
 RESULTS = Path(__file__).with_name("RESULTS.md")
-PRESET = ROOT / "conf" / "scheduler" / "vllm_0_8.yaml"
+PRESET = ROOT / "conf" / "scheduler" / "vllm_0_19.yaml"  # the runs' vLLM release
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default, where a run does not record it
 SPLITWISE_SKUS = {"a100-80gb": "a100-80gb", "h100-80gb": "h100-sxm"}  # h100-80gb-pcap: no
 SPLITWISE_MODEL = ("llama2-70b", "llama-2-70b")
 EXPLAIN_ABOVE = 10.0  # % error of a mean above which RESULTS.md says why
 
 # Why a case is off by more than EXPLAIN_ABOVE %, written after looking at the numbers:
-# REASONS holds each explanation once, EXPLANATIONS names the reasons of each case.
-# RESULTS.md prints them for every case over the threshold; run.py refuses to write
-# RESULTS.md when such a case has none.
+# REASONS holds each explanation once, EXPLANATIONS names the reasons of each case; a
+# serving case whose store has no measured mixed-batch attention adds "mixed-attention"
+# (Case.reasons). RESULTS.md prints them for every case over the threshold; run.py refuses
+# to write RESULTS.md when such a case has none.
 REASONS: dict[str, str] = {
-    "kv-bound": (
-        "KV-bound run (41,408 tokens, as reported): the simulator preempts and recomputes "
-        "about 250 times; vLLM's preemption count is not recorded. The operator tables are "
-        "eager-mode kernel times, the run used CUDA graphs and torch.compile, so per-step "
-        "times come out a few percent slow, and queueing amplifies that in TTFT and E2E."),
+    "mixed-attention": (
+        "vLLM runs a mixed batch's prefill chunk and decodes as one attention call, in which "
+        "a decode costs 1.2-2.8x what it costs in a decode-only call (the mixed rows of the "
+        "same attention.csv, against its prefill-only and decode-only rows). The profile "
+        "store used here has no attention_mixed file (the importer did not map those rows), "
+        "so the profiled model prices the decodes of a mixed step with the decode-only table: "
+        "mixed steps come out too fast, and under overload TTFT with them."),
     "pcie-allreduce": (
         "The two GPUs have no NVLink and the run does not record its interconnect: the TP "
-        "all-reduce (two per layer, 64 layers) is priced from the calibrated PCIe fit at the "
-        "nominal PCIe Gen5 64 GB/s. It is a fifth of a decode step here, and the result "
-        "hinges on it: with the 16 GB/s link LLMServingSim assumed, the same simulation is "
-        "+10% on TPOT instead of -15%."),
+        "all-reduce (two per layer, 64 layers, 21 MB each in a 2,048-token step) is priced "
+        "from the calibrated PCIe fit at the nominal PCIe Gen5 x16 64 GB/s. The result "
+        "hinges on it. With the measured mixed-batch attention, the same simulation's "
+        "TTFT / TPOT errors are -22% / -13% at 64 GB/s, -20% / -11% at 54 GB/s (peer-to-peer "
+        "bandwidth measured on RTX PRO 6000 servers), -8% / -4% at 32 GB/s and +21% / +13% "
+        "at the 16 GB/s LLMServingSim assumed: the run behaves like a ~30 GB/s link (no "
+        "peer-to-peer, or NCCL on a slower path), which nothing published about it says."),
     "overload": (
         "The run is overloaded (LLMServingSim's README: 104 to 234 requests waiting at the "
         "peak), so TTFT is mostly queueing time: a throughput error of a few percent becomes "
@@ -110,9 +118,11 @@ REASONS: dict[str, str] = {
     "no-ep": (
         "The simulator has no expert parallelism. Mirrored as two replicas whose GPU holds "
         "half the experts (the per-GPU expert work and weight reads of EP 2), it misses the "
-        "two EP all-to-alls per layer over PCIe and the DP engines' lockstep, so it is fast "
-        "(TPOT -25%); the opposite mirror, each replica holding all 128 experts, is slow "
-        "(+17%): the measurement lies between the two. The run sits at the edge of "
+        "EP all-gather and reduce-scatter around every MoE layer over PCIe, and that vLLM's "
+        "DP engines step in lockstep (every forward pass runs on both, so a prefill on one "
+        "stalls the decodes of the other), so it is fast (TPOT -24% with the measured "
+        "mixed-batch attention); the opposite mirror, each replica holding all 128 experts, "
+        "is slow (+18%): the measurement lies between the two. The run sits at the edge of "
         "saturation (TTFT p50 139 ms, p90 5.2 s), so a faster simulation leaves almost no "
         "queue and the TTFT mean error is large."),
     "splitwise-b64": (
@@ -123,17 +133,19 @@ REASONS: dict[str, str] = {
         "one row dominates the TTFT mean (see the per-configuration median error). On A100 "
         "the other configurations' TTFT errors are -19% to +3% (median 3%)."),
     "splitwise-tp": (
-        "The measured per-token time hardly falls with TP (A100: 60 / 47 / 47 ms at TP 2 / 4 "
-        "/ 8; H100: 39 / 31 / 32 ms) although each GPU reads 2x / 4x fewer weight bytes, "
-        "while at TP 2 on A100 the simulator matches it per configuration (median 5% off). "
-        "The unrecorded framework behind perf_model.csv has a fixed cost per iteration "
-        "(about 25-30 ms at TP 8) that Vidur's operator profiles, its NCCL all-reduce tables "
-        "and vLLM-class overheads do not contain, so the simulator is too fast, the more so "
-        "the larger the TP. On H100 the gap shows already at TP 2: prompt and per-token "
-        "times 5-23% and 10-31% below the measurement (batch-64 prefill aside)."),
+        "perf_model.csv does not record the serving framework, its version or its settings "
+        "(CUDA graphs, per-step CPU work, all-reduce implementation), so its per-iteration "
+        "overhead is unknown, and the simulator adds none beyond its profiles. The "
+        "measurement shows one: the per-token time hardly falls with TP (A100: 60 / 47 / 47 "
+        "ms at TP 2 / 4 / 8; H100: 39 / 31 / 32 ms) although each GPU reads 2x / 4x fewer "
+        "weight bytes, i.e. a fixed cost of about 25-30 ms per iteration at TP 8 that "
+        "Vidur's operator profiles and NCCL all-reduce tables do not contain. The simulator "
+        "is too fast, the more so the larger the TP; at TP 2 on A100 it matches per "
+        "configuration (median 5% off). On H100 the gap shows already at TP 2: prompt and "
+        "per-token times 5-23% and 10-31% below the measurement (batch-64 prefill aside). "
+        "Fitting that overhead to these rows would make the comparison circular."),
 }
 EXPLANATIONS: dict[str, tuple[str, ...]] = {
-    "RTX4090 Llama-3.1-8B TP1": ("kv-bound", "overload"),
     "RTXPRO6000 Llama-3.1-8B TP1": ("overload",),
     "RTXPRO6000 Qwen3-32B TP2": ("pcie-allreduce", "overload"),
     "RTXPRO6000 Qwen3-30B-A3B-Instruct-2507 DP2xEP2": ("no-ep",),
@@ -157,6 +169,12 @@ class Case:
     measured: RunMetrics
     simulated: RunMetrics
     notes: list[str] = field(default_factory=list)
+    reasons: tuple[str, ...] = ()  # REASONS keys found while running it (see EXPLANATIONS)
+
+    def explanations(self) -> tuple[str, ...]:
+        """The REASONS keys of this case: found while running it, then EXPLANATIONS'."""
+        named = EXPLANATIONS.get(self.name, ())
+        return (*self.reasons, *(k for k in named if k not in self.reasons))
 
     def table(self) -> pd.DataFrame:
         return compare(self.measured, self.simulated)
@@ -230,11 +248,12 @@ def serving_case(run_dir: Path, profiles_root: Path, work: Path,
         store = work / f"store-ep{ep}"
         aliases = {meta["model"]: model}
         notes.append(f"EP {ep}: {dp} replicas of {model} (experts / {ep} per GPU); "
-                     "DP lockstep and the EP all-to-all are not modelled")
+                     "DP lockstep and the EP collectives are not modelled")
     if not store.is_dir():
         import_llmservingsim(profiles_root, store, aliases=aliases, catalogue=cat)
     kv = meta.get("kv_cache") or {}
     sched = _preset()
+    notes.append(f"preset {PRESET.stem}, scheduler {sched['name']}")
     sched.update({
         "max_batch_size": int(kw["max_num_seqs"]),
         "chunk_size": int(kw["max_num_batched_tokens"]),
@@ -262,13 +281,18 @@ def serving_case(run_dir: Path, profiles_root: Path, work: Path,
 
 def run_serving(case: ServingCase) -> Case:
     """Simulate a mirrored run and pair its metrics with the measured ones."""
-    result = simulate(case.config, requests=case.requests)
+    model = build_execution_model(case.config)
+    result = simulate(case.config, requests=case.requests, execution=model)
     counts = result.summary["counts"]
-    notes = [*case.notes, f"simulated {counts['preemptions']} preemptions, "
-             f"{counts['rejected']} rejected"]
+    mixed = "attention_mixed" in getattr(model, "sources", {})
+    notes = [*case.notes,
+             "mixed batches: decode attention " + ("from the measured mixed calls" if mixed
+                                                   else "priced as in a decode-only call"),
+             f"simulated {counts['preemptions']} preemptions, {counts['rejected']} rejected"]
     ex = case.config.execution
     return Case(case.name, "llmservingsim", f"profiled ({ex.profiled.fallback} fallback)",
-                measured_metrics(case.bench), simulated_metrics(result), notes)
+                measured_metrics(case.bench), simulated_metrics(result), notes,
+                () if mixed else ("mixed-attention",))
 
 
 # --------------------------------------------------------------------------- (b) splitwise
@@ -391,7 +415,7 @@ def results_markdown(cases: Sequence[Case], command: str, line: str) -> str:
         for m in METRICS:
             meas, sim = t.loc[(m, "mean"), "measured"], t.loc[(m, "mean"), "simulated"]
             cells += [f"{_fmt_ms(meas)} / {_fmt_ms(sim)}", f"{e[m]:+.1f}%"]
-        keys = EXPLANATIONS.get(c.name, ()) if worst(c) > EXPLAIN_ABOVE else ()
+        keys = c.explanations() if worst(c) > EXPLAIN_ABOVE else ()
         used += [k for k in keys if k not in used]
         out.append(f"| {c.name} | {c.execution} | " + " | ".join(cells)
                    + f" | {e['throughput']:+.1f}% | {', '.join(keys)} |")
@@ -483,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = 0
     if not args.no_write:
         missing = [c.name for c in cases if worst(c) > EXPLAIN_ABOVE
-                   and not EXPLANATIONS.get(c.name)]
+                   and not c.explanations()]
         if missing:
             print("RESULTS.md not written: no explanation in EXPLANATIONS for "
                   + "; ".join(missing), file=sys.stderr)

@@ -7,10 +7,23 @@ but the last the PP send, the last the final norm, LM head and sampling), but ea
 operator's time comes from the profiles of (model, SKU, TP) where they have it:
 
 - ``layer_ops`` of the model at this TP (e.g. Vidur's ``mlp.csv``): required; a missing
-  file is a ConfigError naming the profiler command and the fallback kinds;
+  file is a ConfigError naming the profiler command and the fallback kinds. A table with
+  norms but no residual ``add`` rows measured vLLM's fused add + RMSNorm kernel (its
+  ``fused_add_rms_norm``, LLMServingSim's tables): the add is in the norm times, and no
+  separate add is priced;
 - attention: the model's own ``attention_prefill``/``attention_decode`` files, else the
   SKU's shape-keyed tables (aiconfigurator's), fitted on all head shapes and evaluated at
   this model's heads per GPU (when the table holds that shape), else the fallback;
+- the decodes of a mixed batch: vLLM v1 runs a batch's prefill chunks and decodes as one
+  attention call, in which a decode costs more than in a decode-only call (the mixed rows
+  of LLMServingSim's vLLM 0.19 tables: 1.2-2.8x the sum of the two separate calls). With
+  the model's own ``attention_mixed`` and ``attention_prefill`` files, a mixed batch's
+  attention is its prefill attention plus the decodes' share of the mixed call: the mixed
+  call minus the same chunk alone, per measured chunk size (at most ``MIXED_CHUNKS`` of
+  them, spread over the range) a table over (decodes, context) fitted like decode
+  attention from the median over the measured prior contexts (the share hardly depends on
+  them), interpolated linearly in log2 of the batch's prefill tokens between chunk sizes.
+  Without them, the decode-only table prices those decodes;
 - TP all-reduce and PP send: the node's ``collective`` file (``num_gpus = tp``,
   ``gpus_per_node = tp``; a send is ``num_gpus = 2`` with 2 or 1 GPUs on one node);
 - CPU overhead, sampling and the LM head: the model's ``cpu_overhead`` file and
@@ -39,6 +52,7 @@ arithmetic as ``stage_times`` on numpy arrays, so the two agree bit for bit.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,6 +81,7 @@ from simulator.profiles import ProfileStore
 _DTYPE_NAMES = {1: "fp8", 2: "bf16", 4: "fp32"}
 _MLP_OPS = ("gate_up_proj", "act", "down_proj")
 _CPU_OPS = ("schedule", "prepare_inputs", "process_outputs")
+MIXED_CHUNKS = 8  # chunk sizes with a table of the decodes' share of a mixed call
 
 
 @dataclass
@@ -268,7 +283,11 @@ class ProfiledModel(ExecutionModel):
             parts["mlp"] = gemm[:, 2]
         input_norm = op_or("input_norm", norm1_fb)
         parts["norm"] = input_norm + op_or("post_norm", norm1_fb)
-        add = op_or("add", 3 * h * dt * Tf / bw)
+        if layer.has("input_norm") and not layer.has("add"):  # fused into the norm kernel
+            add = np.zeros_like(Tf)
+            self.sources["add"] = f"fused into input_norm/post_norm ({layer.origin})"
+        else:
+            add = op_or("add", 3 * h * dt * Tf / bw)
         parts["elementwise"] = op_or("rope", 2 * (q + kv) * dt * Tf / bw) + 2 * add
         coll = self._collective_source()
         if coll is not None:
@@ -332,6 +351,19 @@ class ProfiledModel(ExecutionModel):
         self._decode, self._decode_box = self._attention_table("attention_decode", rows, axis)
         self._prefill, self._prefill_box = self._attention_table("attention_prefill", rows,
                                                                  axis)
+        # the decodes' share of a mixed call: one table per chunk size (log2 of it)
+        self._mixed_log2c: list[float] = []
+        self._mixed: list[OctaveTable] = []
+        self._mixed_box: tuple[float, ...] | None = None
+        fits = {}
+        for c, found in self._mixed_decode_sources():
+            table, self._mixed_box = self._attention_table(
+                "attention_decode", rows, axis, found=found, label="attention_mixed")
+            self._mixed_log2c.append(math.log2(c))
+            self._mixed.append(table)
+            fits[f"chunk_tokens={c}"] = found[0].results[""]
+        if fits:
+            self.fitted["attention_mixed"] = fits
         # -- launches, as the roofline
         eager = self._layers * P.kernels_per_layer * P.kernel_launch_s
         self._launch_eager = eager
@@ -401,12 +433,63 @@ class ProfiledModel(ExecutionModel):
         """Whether ``group``'s values lie inside the fitted ranges (GPU counts measured)."""
         return all(res.ranges[c][0] <= v <= res.ranges[c][1] for c, v in group.items())
 
-    def _attention_table(self, family: str, rows: np.ndarray,
-                         axis: OctaveAxis) -> tuple[OctaveTable, tuple[float, ...] | None]:
-        """Per-layer seconds over (sequences, KV length or equal-work chunk)."""
+    def _mixed_decode_sources(self) -> list[tuple[int, tuple[_Source, dict[str, int]]]]:
+        """(chunk size, predictors of the decodes' share of a mixed call at it) for up to
+        ``MIXED_CHUNKS`` measured chunk sizes (module docstring); empty without the
+        model's ``attention_mixed`` and ``attention_prefill`` files in one store."""
+        m, d, tp = self.model, self.sku.name, self.tp
+        for store in self._stores:
+            have = store.coverage(m.name, d, tp, self._dtype)
+            if "attention_mixed" not in have or "attention_prefill" not in have:
+                continue
+            mixed, meta = store.load(d, m.name, tp, "attention_mixed", self._dtype)
+            pre, _ = store.load(d, m.name, tp, "attention_prefill", self._dtype)
+            alone = (pre[pre["batch_size"] == 1].groupby(["chunk_tokens", "prior_kv"])
+                     ["mean_us"].median().rename("alone_us"))
+            j = mixed.join(alone, on=["chunk_tokens", "prior_kv"]).dropna(subset=["alone_us"])
+            if j.empty:
+                continue
+            j = j.assign(share=j["mean_us"] - j["alone_us"])
+            share = j.groupby(["chunk_tokens", "batch_size", "kv_len"])["share"].median()
+            chunks = np.unique(share.index.get_level_values(0).to_numpy())
+            if len(chunks) > MIXED_CHUNKS:  # spread over the range, in log2
+                want = np.linspace(np.log2(chunks[0]), np.log2(chunks[-1]), MIXED_CHUNKS)
+                chunks = np.unique([chunks[np.argmin(np.abs(np.log2(chunks) - w))]
+                                    for w in want])
+            heads = {"n_q_heads": m.num_heads // tp,
+                     "n_kv_heads": memory.kv_heads_per_gpu(m, tp), "head_dim": m.head_size}
+            identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
+                        "dtype": meta.dtype, "node": meta.node}
+            out = []
+            for c in chunks.tolist():
+                part = share.xs(c, level="chunk_tokens")
+                # a decode or two of a short context add nothing measurable (the difference
+                # of two means scatters around 0): floor at 0.1 us for the log-time fit
+                t = np.maximum(part.to_numpy(), 0.1)
+                df = pd.DataFrame({
+                    **{col: np.full(len(t), v) for col, v in heads.items()},
+                    "batch_size": part.index.get_level_values(0).to_numpy(),
+                    "kv_len": part.index.get_level_values(1).to_numpy(),
+                    "min_us": t, "median_us": t, "mean_us": t, "max_us": t,
+                    "std_us": 0.0, "count": 1,
+                })
+                ident = {**identity, "variant": f"attention_mixed decode share, chunk {c}"}
+                results = self.cache.fitted(ident, df, "attention_decode", self._fit)
+                out.append((int(c), (_Source(results, meta.origin), heads)))
+            return out
+        return []
+
+    def _attention_table(self, family: str, rows: np.ndarray, axis: OctaveAxis, *,
+                         found: tuple[_Source, dict[str, int]] | None = None,
+                         label: str = "") -> tuple[OctaveTable, tuple[float, ...] | None]:
+        """Per-layer seconds over (sequences, KV length or equal-work chunk), from
+        ``found`` (else the family's profiles); ``label`` names it in ``sources`` and
+        ``fitted`` (default: the family)."""
         fb = self.fallback
         pts = axis.points
-        found = self._attention_source(family)
+        if found is None:
+            found = self._attention_source(family)
+        label = label or family
         decode = family == "attention_decode"
 
         def roof(n: int, x: np.ndarray) -> np.ndarray:
@@ -419,8 +502,8 @@ class ProfiledModel(ExecutionModel):
             grid = np.array([roof(int(n), pts) for n in rows])
             return OctaveTable(rows, axis, grid, self._max_batch), None
         src, heads = found
-        self.sources[family] = src.origin
-        self.fitted[family], self.heads = src.results, heads
+        self.sources[label] = src.origin
+        self.fitted[label], self.heads = src.results, heads
         col = "kv_len" if decode else "chunk_tokens"
         res = src.results[""]
         b_lo, b_hi = res.ranges["batch_size"]
@@ -476,15 +559,33 @@ class ProfiledModel(ExecutionModel):
         r = nseq / self._max_batch  # beyond the table: linear in sequences
         return self._first_S.cells[-1] * r, self._last_S.cells[-1] * r
 
-    def _decode_attn(self, nd: int, Lsum: int) -> float:
-        """Per-layer seconds of decode attention over ``nd`` sequences of context sum."""
+    def _decode_attn(self, nd: int, Lsum: int, prefill_tokens: int = 0) -> float:
+        """Per-layer seconds of decode attention over ``nd`` sequences of context sum; with
+        ``prefill_tokens`` in the same batch, their share of the mixed call where the
+        profiles have it (interpolated in log2 of the prefill tokens between the tables)."""
         if nd == 0:
             return 0.0
+        if prefill_tokens and self._mixed:
+            lc, tabs = self._mixed_log2c, self._mixed
+            c = math.log2(prefill_tokens)
+            i = bisect_right(lc, c) - 1
+            if i < 0:
+                return self._table_attn(tabs[0], self._mixed_box, "attention_mixed", nd, Lsum)
+            if i >= len(lc) - 1:
+                return self._table_attn(tabs[-1], self._mixed_box, "attention_mixed", nd, Lsum)
+            w = (c - lc[i]) / (lc[i + 1] - lc[i])
+            lo = self._table_attn(tabs[i], self._mixed_box, "attention_mixed", nd, Lsum)
+            hi = self._table_attn(tabs[i + 1], None, "attention_mixed", nd, Lsum)
+            return lo + w * (hi - lo)
+        return self._table_attn(self._decode, self._decode_box, "attention_decode", nd, Lsum)
+
+    def _table_attn(self, t: OctaveTable, box: tuple[float, ...] | None, name: str, nd: int,
+                    Lsum: int) -> float:
+        """Per-layer seconds from decode-shaped table ``t`` (``box``: its measured range,
+        lookups outside it counted under ``name``)."""
         x = Lsum / nd
-        box = self._decode_box
         if box is not None and (nd > box[0] or x > box[1]):
-            self.out_of_range["attention_decode"] += 1
-        t = self._decode
+            self.out_of_range[name] += 1
         if nd <= t.rows and x <= t.axis.upper:
             return t.lookup(nd, max(x, 1.0))
         self.out_of_range["beyond_table"] += 1
@@ -548,7 +649,7 @@ class ProfiledModel(ExecutionModel):
         n = len(prefill_chunks)
         T = sum(prefill_chunks) + D
         ap = self._prefill_attn(prefill_chunks, prefill_prior)
-        ad = self._decode_attn(D, Lsum)
+        ad = self._decode_attn(D, Lsum, T - D)
         self._count(T, n + D)
         return tuple(self._combine(T, n + D, ap, ad, n == 0))
 
@@ -598,7 +699,7 @@ class ProfiledModel(ExecutionModel):
         si, rs = (nseq, 1.0) if nseq <= mb else (mb, nseq / mb)
         body = {k: n * tab.cells[ti] * r for k, tab in self._parts_T.items()}
         body["attention_prefill"] = n * self._prefill_attn(prefill_chunks, prefill_prior)
-        body["attention_decode"] = n * self._decode_attn(nd, Lsum)
+        body["attention_decode"] = n * self._decode_attn(nd, Lsum, ntok - nd)
         body["launch"] = self._launch_graph if n_p == 0 else self._launch_eager
         out = []
         for s in range(self.pp):

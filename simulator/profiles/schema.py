@@ -32,8 +32,11 @@ import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError
 
-FAMILIES = ("attention_prefill", "attention_decode", "layer_ops", "collective", "cpu_overhead")
-MODEL_FAMILIES = ("attention_prefill", "attention_decode", "layer_ops", "cpu_overhead")
+FAMILIES = ("attention_prefill", "attention_decode", "attention_mixed", "layer_ops", "collective",
+            "cpu_overhead")
+MODEL_FAMILIES = ("attention_prefill", "attention_decode", "attention_mixed", "layer_ops",
+                  "cpu_overhead")
+ATTENTION_FAMILIES = ("attention_prefill", "attention_decode", "attention_mixed")
 SOURCES = ("measured", "imported", "roofline")
 STAT_COLUMNS = ("min_us", "median_us", "mean_us", "max_us", "std_us", "count")
 TIME_COLUMNS = STAT_COLUMNS[:-1]
@@ -59,6 +62,13 @@ FAMILY_COLUMNS: dict[str, dict[str, tuple[str, int]]] = {
     "attention_decode": {
         "n_q_heads": (_INT, 1), "n_kv_heads": (_INT, 1), "head_dim": (_INT, 1),
         "batch_size": (_INT, 1), "kv_len": (_INT, 1),
+    },
+    # one attention call over a prefill chunk and batch_size decodes of kv_len tokens each
+    # (a mixed batch run as one kernel, as vLLM v1 does)
+    "attention_mixed": {
+        "n_q_heads": (_INT, 1), "n_kv_heads": (_INT, 1), "head_dim": (_INT, 1),
+        "chunk_tokens": (_INT, 1), "prior_kv": (_INT, 0), "batch_size": (_INT, 1),
+        "kv_len": (_INT, 1),
     },
     "layer_ops": {
         "op": (_STR, 0), "num_tokens": (_INT, 1), "n": (_INT, 1), "k": (_INT, 0),
@@ -274,7 +284,7 @@ def _check_model_rows(where: str, df: pd.DataFrame, meta: ProfileMeta, shape: di
             row = _first(mask)
             raise _fail(where, col, row, df[col].iloc[row], f"{label} needs {allowed}")
 
-    if meta.family in ("attention_prefill", "attention_decode"):
+    if meta.family in ATTENTION_FAMILIES:
         expect((df["n_q_heads"] != q).to_numpy(), "n_q_heads", f"n_q_heads={q}")
         expect((df["n_kv_heads"] != kv).to_numpy(), "n_kv_heads", f"n_kv_heads={kv}")
         expect((df["head_dim"] != hd).to_numpy(), "head_dim", f"head_dim={hd}")

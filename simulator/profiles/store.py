@@ -20,6 +20,7 @@ import pandas as pd
 
 from simulator.errors import ConfigError
 from simulator.profiles.schema import (
+    ATTENTION_FAMILIES,
     FAMILIES,
     MODEL_FAMILIES,
     ProfileMeta,
@@ -155,7 +156,7 @@ class ProfileStore:
         """A shape-keyed table; for attention families with ``model`` given, only the rows
         of that built-in model's per-GPU heads and head size at ``tp``."""
         df, meta = self.load(device, "", 1, family, dtype)
-        if model and family in ("attention_prefill", "attention_decode"):
+        if model and family in ATTENTION_FAMILIES:
             from simulator.catalogue import get_model
 
             shape = model_shape_of(get_model(model))
