@@ -11,12 +11,22 @@ created (a sequence number), so results never depend on heap accidents:
    (fewer than PP micro-batches in flight, stage 0 idle), so it sees every arrival and
    completion of that instant.
 
-With one pipeline stage, steady all-decode phases are advanced in one step (see
-``ReplicaScheduler.fast_forward``); this changes the number of events, never the results.
+``engine.fast_forward`` switches on shortcuts that change the work, never the results
+(with it off, the loop runs every event through the heap: the reference the tests compare
+against):
+
+- with one pipeline stage, steady all-decode phases are advanced in one step
+  (``ReplicaScheduler.fast_forward``);
+- schedulers with decode cohorts (``ReplicaScheduler.enable_cohort``; Sarathi) hand over
+  their steady decodes as a count and a context sum instead of a list, for execution
+  models with ``stage_times_sum`` (the roofline and calibrated models);
+- a batch end (one stage) or a stage-0 SCHEDULE (pipelines) that would be the next event
+  popped anyway is handled without going through the heap (still counted as an event).
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 import time
@@ -106,8 +116,14 @@ class Simulation:
         execution = self.execution
         arrivals = st.arrival
         n = st.n
-        ff = self.cfg.engine.fast_forward and pp == 1
+        fast = self.cfg.engine.fast_forward
+        ff = fast and pp == 1
         ff_cap = self.cfg.engine.max_fast_forward_steps
+        # decode cohorts: batches carry (count, context sum) of their steady decodes
+        stage_sum = getattr(execution, "stage_times_sum", None)
+        if fast and stage_sum is not None and hasattr(execution, "decode_steps_sum"):
+            for sched in replicas:
+                sched.enable_cohort()
         heap: list[tuple[float, int, int, object]] = []
         seq = count()
         push, pop = heapq.heappush, heapq.heappop
@@ -160,9 +176,49 @@ class Simulation:
             else:
                 try_launch(r, t)
 
+        inline: list[Batch] = []  # a batch whose end is the next event (one stage)
+        add_row = log.rows.append  # one stage: the stage interval is the batch's
+
+        def launch1(batch: Batch, start: float, times: tuple[float, ...] | None = None) -> None:
+            """``launch`` with one stage; the batch's end is handled without the heap when
+            it is the next event anyway (no earlier event, and no other batch end at the
+            same time: those go first)."""
+            r = batch.replica
+            if times is not None:
+                dt = times[0]
+            elif batch.cohort_decodes:
+                dkv = batch.decode_kv
+                dt = stage_sum(batch.prefill_chunks, batch.prefill_prior,
+                               batch.cohort_decodes + len(dkv),
+                               batch.cohort_kv_sum + sum(dkv))[0]
+            else:
+                dt = execution.stage_times(batch.prefill_chunks, batch.prefill_prior,
+                                           batch.decode_kv)[0]
+            free = stage_free[r]
+            s = start if start > free[0] else free[0]
+            t = s + dt
+            free[0] = t
+            batch.start, batch.end = s, t
+            in_flight[r] += 1
+            sched = replicas[r]
+            sched.last_duration = t - s
+            add_row((r, s, t, len(batch.prefill_ids), sum(batch.prefill_chunks),
+                     len(batch.decode_ids) + batch.cohort_decodes,
+                     sched.num_blocks - sched.free_blocks))
+            if heap:
+                top = heap[0]
+                if top[0] < t or (top[0] == t and top[1] == BATCH_END):
+                    push(heap, (t, BATCH_END, next(seq), batch))
+                    return
+            inline.append(batch)
+
         def launch(batch: Batch, start: float, times: tuple[float, ...] | None = None) -> None:
             r = batch.replica
-            if times is None:
+            if times is None and batch.cohort_decodes:
+                dkv = batch.decode_kv
+                times = stage_sum(batch.prefill_chunks, batch.prefill_prior,
+                                  batch.cohort_decodes + len(dkv), batch.cohort_kv_sum + sum(dkv))
+            elif times is None:
                 times = execution.stage_times(batch.prefill_chunks, batch.prefill_prior,
                                               batch.decode_kv)
             if pp > 1:  # with one stage nothing is scheduled while a batch runs
@@ -189,69 +245,118 @@ class Simulation:
             log.add(batch, sched.num_blocks - sched.free_blocks)
             push(heap, (t, BATCH_END, next(seq), batch))
 
+        def try_launch1(r: int, now: float) -> None:
+            """``try_launch`` with one stage and the fast path."""
+            if in_flight[r]:
+                return
+            free0 = stage_free[r][0]
+            if free0 > now:
+                request_schedule(r, free0)
+                return
+            sched = replicas[r]
+            if closed:
+                horizon = upcoming[0] if upcoming else INF
+                # another replica's completion, at one of its batch ends, may send a
+                # request sooner (its own come after the last iteration of a run)
+                if num_r > 1 and heap and heap[0][0] + think < horizon:
+                    horizon = heap[0][0] + think
+            else:
+                horizon = arrivals[next_arrival] if next_arrival < n else INF
+            # (fast_forward declines anyway when the next arrival is this close)
+            if horizon - now >= 4 * sched.last_duration:
+                res = sched.fast_forward(now, horizon, execution, ff_cap)
+                if res is not None:
+                    starts, ends, used, last, runtime = res
+                    log.add_steady(r, starts, ends, used, last.num_decodes)
+                    launch1(last, float(ends[-1]), (runtime,))
+                    return
+            batch = sched.schedule(now)
+            if batch is not None:
+                launch1(batch, now)
+
         def try_launch(r: int, now: float) -> None:
+            nonlocal events
             sched = replicas[r]
             free = stage_free[r]
             while in_flight[r] < pp:
                 start = free[0] if free[0] > now else now
                 if start > now:
-                    request_schedule(r, start)
-                    return
-                if ff:
-                    if closed:
-                        horizon = upcoming[0] if upcoming else INF
-                    else:
-                        horizon = arrivals[next_arrival] if next_arrival < n else INF
-                    res = sched.fast_forward(now, horizon, execution, ff_cap)
-                    if res is not None:
-                        starts, ends, used, last, runtime = res
-                        log.add_steady(r, starts, ends, used, len(last.decode_ids))
-                        launch(last, float(ends[-1]), (runtime,))
-                        continue
+                    if not fast or (heap and heap[0][0] <= start):
+                        request_schedule(r, start)
+                        return
+                    # the SCHEDULE at ``start`` would be the next event: run it now
+                    events += 1
+                    now = start
                 batch = sched.schedule(start)
                 if batch is None:
                     return
                 launch(batch, start)
 
+        if ff:
+            try_launch = try_launch1
+
         reject_check = replicas[0].reject_reason if replicas else None
-        wall0 = time.perf_counter()
-        while heap:
-            t, kind, _, payload = pop(heap)
-            events += 1
-            if kind == BATCH_END:
-                r = payload.replica
-                before = replicas[r].outstanding
-                replicas[r].on_batch_end(payload, t)
-                finished += before - replicas[r].outstanding
-                if closed and before > replicas[r].outstanding:
-                    issue_next(before - replicas[r].outstanding, t)
-                in_flight[r] -= 1
-                schedule_now(r, t)
-            elif kind == ARRIVAL:
-                rid = payload
-                if closed:
-                    upcoming.popleft()
+        # the loop makes no reference cycles: the cyclic collector would only rescan the
+        # growing logs, a few % of the run
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            wall0 = time.perf_counter()
+            while heap or inline:
+                if inline:  # a batch end that is the next event (launch1)
+                    payload = inline.pop()
+                    t, kind = payload.end, BATCH_END
                 else:
-                    next_arrival = rid + 1
-                    if next_arrival < n:
-                        push(heap, (arrivals[next_arrival], ARRIVAL, next(seq), next_arrival))
-                reason = reject_check(rid)
-                if reason:
-                    st.reject_reason[rid] = reason
-                    finished += 1
+                    t, kind, _, payload = pop(heap)
+                events += 1
+                if kind == BATCH_END:
+                    while True:
+                        r = payload.replica
+                        sched = replicas[r]
+                        before = sched.outstanding
+                        sched.on_batch_end(payload, t)
+                        if before != sched.outstanding:
+                            finished += before - sched.outstanding
+                            if closed:
+                                issue_next(before - sched.outstanding, t)
+                        in_flight[r] -= 1
+                        if heap and heap[0][0] <= t:
+                            request_schedule(r, t)
+                        else:
+                            try_launch(r, t)
+                        if not inline:
+                            break
+                        payload = inline.pop()  # the next batch end, without the heap
+                        t = payload.end
+                        events += 1
+                elif kind == ARRIVAL:
+                    rid = payload
                     if closed:
-                        issue_next(1, t)
+                        upcoming.popleft()
+                    else:
+                        next_arrival = rid + 1
+                        if next_arrival < n:
+                            push(heap, (arrivals[next_arrival], ARRIVAL, next(seq), next_arrival))
+                    reason = reject_check(rid)
+                    if reason:
+                        st.reject_reason[rid] = reason
+                        finished += 1
+                        if closed:
+                            issue_next(1, t)
+                    else:
+                        r = router.route(rid, replicas)
+                        st.replica[rid] = r
+                        replicas[r].add_request(rid)
+                        schedule_now(r, t)
                 else:
-                    r = router.route(rid, replicas)
-                    st.replica[rid] = r
-                    replicas[r].add_request(rid)
-                    schedule_now(r, t)
-            else:
-                if pending[payload] == t:
-                    pending[payload] = INF
-                try_launch(payload, t)
-            if progress is not None and events % 4096 == 0:
-                progress(finished, n)
+                    if pending[payload] == t:
+                        pending[payload] = INF
+                    try_launch(payload, t)
+                if progress is not None and events % 4096 == 0:
+                    progress(finished, n)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         wall = time.perf_counter() - wall0
         if progress is not None:
             progress(finished, n)
@@ -261,8 +366,11 @@ class Simulation:
         st, cfg = self.state, self.cfg
         tok_ids, tok_times = st.token_log()
         b = log.arrays()
-        ends = [x for x in (st.completed_at[i] for i in range(st.n)) if x == x]
-        sim_end = max([0.0, *ends, *(b["end"][-1:] if len(b["end"]) else [])])
+        completed = np.asarray(st.completed_at, dtype=np.float64)
+        last = [0.0, *b["end"][-1:]]
+        if not np.isnan(completed).all():
+            last.append(np.nanmax(completed))
+        sim_end = max(last)
         return SimulationRecords(
             arrival=np.asarray(st.arrival, dtype=np.float64),
             num_prefill=np.asarray(st.prefill, dtype=np.int64),
@@ -317,8 +425,9 @@ class _BatchLog:
 
     def add(self, batch: Batch, kv_blocks: int) -> None:
         self.rows.append((batch.replica, batch.start, batch.end, len(batch.prefill_ids),
-                          sum(batch.prefill_chunks), len(batch.decode_ids), kv_blocks))
+                          sum(batch.prefill_chunks), batch.num_decodes, kv_blocks))
         self.stage_rows.append(batch.stage_start + batch.stage_end)
+
 
     def add_steady(self, replica: int, starts: np.ndarray, ends: np.ndarray,
                    kv_blocks: np.ndarray, num_decodes: int) -> None:
@@ -327,22 +436,28 @@ class _BatchLog:
     def arrays(self) -> dict[str, np.ndarray]:
         pp = self.pp
         rows = np.asarray(self.rows, dtype=np.float64).reshape(-1, 7)
-        stages = np.asarray(self.stage_rows, dtype=np.float64).reshape(-1, 2 * pp)
+        if pp == 1:
+            stages = rows[:, 1:3]
+        else:
+            stages = np.asarray(self.stage_rows, dtype=np.float64).reshape(-1, 2 * pp)
         cols = {
             "replica": [rows[:, 0]], "start": [rows[:, 1]], "end": [rows[:, 2]],
             "num_prefills": [rows[:, 3]], "prefill_tokens": [rows[:, 4]],
             "num_decodes": [rows[:, 5]], "kv_blocks": [rows[:, 6]],
             "stage_start": [stages[:, :pp]], "stage_end": [stages[:, pp:]],
         }
-        for replica, starts, ends, num_decodes, kv in self.chunks:
-            k = len(starts)
-            cols["replica"].append(np.full(k, replica))
+        if self.chunks:
+            replica, starts, ends, num_decodes, kv = zip(*self.chunks, strict=True)
+            lengths = [len(x) for x in starts]
+            starts, ends = np.concatenate(starts), np.concatenate(ends)
+            zeros = np.zeros(len(starts))
+            cols["replica"].append(np.repeat(replica, lengths))
             cols["start"].append(starts)
             cols["end"].append(ends)
-            cols["num_prefills"].append(np.zeros(k))
-            cols["prefill_tokens"].append(np.zeros(k))
-            cols["num_decodes"].append(np.full(k, num_decodes))
-            cols["kv_blocks"].append(kv)
+            cols["num_prefills"].append(zeros)
+            cols["prefill_tokens"].append(zeros)
+            cols["num_decodes"].append(np.repeat(num_decodes, lengths))
+            cols["kv_blocks"].append(np.concatenate(kv))
             cols["stage_start"].append(starts[:, None])
             cols["stage_end"].append(ends[:, None])
         out = {k: np.concatenate(v) for k, v in cols.items()}

@@ -4,7 +4,12 @@ Azure conversation lengths (../shared/reference), Poisson arrivals near capacity
 Also times the 512-request Vidur comparison case (Llama-3-8B, A100, Sarathi chunk 512,
 Azure conversation lengths, Poisson 6.45 QPS) end to end from the command line, warm.
 
-    python experiments/benchmarks/sim_speed.py [--requests 10000] [--rate QPS]
+    python experiments/benchmarks/sim_speed.py [--requests 10000] [--rate QPS] [--pp N]
+        [--reference] [--skip-cli]
+
+``--pp N`` runs the same model on TP4 x PP N (rate from that configuration's saturation);
+``--reference`` also times the run with ``engine.fast_forward=false`` (every event through
+the heap, per-request decode lists: the path the shortcuts are checked against).
 
 Last line: ``sim_speed requests_per_s=<x> events_per_s=<y> wall_s=<z> peak_rss_mb=<m>``
 (simulated requests per wall second of the whole run: workload, loop and summary).
@@ -19,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT.parent / "shared/reference/vidur/processed_traces/splitwise_conv.csv"
 
@@ -28,6 +35,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--rate", type=float, default=0.0,
                     help="QPS; 0 = 85%% of the measured saturation throughput")
+    ap.add_argument("--pp", type=int, default=1, help="pipeline stages (TP stays 4)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also time the run with engine.fast_forward=false")
     ap.add_argument("--skip-cli", action="store_true", help="skip the 512-request CLI case")
     args = ap.parse_args()
     if not TRACE.exists():
@@ -35,10 +45,11 @@ def main() -> None:
 
     from simulator import SimulationConfig, simulate
 
-    def config(rate: float, n: int) -> SimulationConfig:
+    def config(rate: float, n: int, fast: bool = True) -> SimulationConfig:
         return SimulationConfig.from_dict({
             "model": "llama-2-70b", "sku": "h100-sxm",
-            "parallel": {"tensor_parallel": 4},
+            "parallel": {"tensor_parallel": 4, "pipeline_parallel": args.pp},
+            "engine": {"fast_forward": fast},
             "scheduler": {"name": "sarathi", "chunk_size": 512, "max_batch_size": 256},
             "workload": {"num_requests": n, "trace_file": str(TRACE),
                          "arrival": {"kind": "poisson", "rate": rate},
@@ -64,6 +75,19 @@ def main() -> None:
           f"events={rec.events} loop_s={rec.wall_s:.3f} "
           f"ttft_p90={summary['ttft']['p90']:.3f}s tbt_p99={summary['tbt']['p99']:.4f}s "
           f"preemptions={summary['counts']['preemptions']}")
+
+    if args.reference:
+        t2 = time.perf_counter()
+        ref = simulate(config(rate, args.requests, fast=False))
+        ref_summary = ref.summary
+        ref_wall = time.perf_counter() - t2
+        same = all(np.array_equal(getattr(rec, k), getattr(ref.records, k), equal_nan=True)
+                   for k in ("completed_at", "first_token_at", "token_time", "batch_start",
+                             "batch_end", "batch_kv_blocks_used"))
+        same = same and ref_summary["ttft"] == summary["ttft"]
+        print(f"reference (engine.fast_forward=false) requests_per_s="
+              f"{len(ref.records.arrival) / ref_wall:.0f} wall_s={ref_wall:.3f} "
+              f"loop_s={ref.records.wall_s:.3f} identical_results={same}")
 
     if not args.skip_cli:
         cmd = [sys.executable, "-m", "vidur_search.simulate", "model=llama-3-8b",

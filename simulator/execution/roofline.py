@@ -245,6 +245,7 @@ class RooflineModel(ExecutionModel):
         self._sample_seq = P.sampling_per_seq_s
         # PP send of stage s to s + 1: (s per token, latency).
         self._send = self._send_terms()
+        self._scalar: Callable | None = None  # ``_totals`` on Python scalars, built lazily
 
     # ------------------------------------------------------------------ bandwidths
     def _tp_link_bw(self) -> float:
@@ -382,6 +383,84 @@ class RooflineModel(ExecutionModel):
         out.append(body + last)
         return out
 
+    def _scalar_totals(self) -> Callable:
+        """``_totals(..., max)`` as one flat function of the batch features.
+
+        The engine calls it once per batch. For ``RooflineModel`` itself (dense models)
+        it is the same operations in the same order with the constants bound once, so the
+        bits are those of ``_totals``; a subclass (which may replace the hooks) and MoE
+        models get ``_totals`` itself."""
+        if type(self) is not RooflineModel or self._moe:
+            return lambda *f: self._totals(*f, max)
+        n, pp = self._layers, self.pp
+        qf, qw, qa = self._qkv
+        of, ow, oa = self._o
+        uf, uw, ua = self._up
+        df, dw, da = self._down
+        act, norm, norm_w, elem = self._act, self._norm, self._norm_w, self._elem
+        ap_f, kv_tok, qo_tok, ad_f = self._ap_f, self._kv_tok, self._qo_tok, self._ad_f
+        ar_tok, ar_lat = self._ar_tok, self._ar_lat
+        graph, eager = self._launch_graph, self._launch_eager
+        embed_tok, cpu_base, cpu_seq = self._embed_tok, self._cpu_base, self._cpu_seq
+        half_norm = 0.5 * norm
+        lf, lw, la = self._lm
+        sample_seq = self._sample_seq
+        sends = self._send
+
+        by_tokens: dict[int, tuple[float, ...]] = {}  # the terms of T alone, per T
+        by_seqs: dict[int, tuple[float, float, float]] = {}  # and of S alone
+
+        def tokens_terms(T: int) -> tuple[float, ...]:
+            # builtin max(a, b) is ``b if b > a else a``
+            a = qf * T
+            b = qw + qa * T
+            qkv = b if b > a else a
+            a = of * T
+            b = ow + oa * T
+            o = b if b > a else a
+            a = uf * T
+            b = uw + ua * T
+            m1 = b if b > a else a
+            a = df * T
+            b = dw + da * T
+            m2 = b if b > a else a
+            out = by_tokens[T] = (
+                n * qkv, n * o, n * (m1 + act * T + m2), n * (norm * T + norm_w),
+                n * (elem * T), n * (2 * (ar_tok * T + ar_lat)),
+                embed_tok * T + (ar_tok * T + ar_lat),  # embedding + its all-reduce
+                norm_w + half_norm * T,  # final norm
+                tuple(tok * T + lat for tok, lat in sends),
+            )
+            return out
+
+        def seqs_terms(S: int) -> tuple[float, float, float]:
+            a = lf * S
+            b = lw + la * S
+            out = by_seqs[S] = (cpu_base + cpu_seq * S, b if b > a else a, sample_seq * S)
+            return out
+
+        def totals(T, S, units, Tp, pkv, D, Lsum, decode_only) -> list:
+            qkv, o, mlp, nrm, elm, ar, first_t, last_t, snd = (
+                by_tokens.get(T) or tokens_terms(T))
+            cpu, lm, sample = by_seqs.get(S) or seqs_terms(S)
+            a = ap_f * units
+            b = kv_tok * pkv + qo_tok * Tp
+            ap = b if b > a else a
+            a = ad_f * Lsum
+            b = kv_tok * Lsum + qo_tok * D
+            ad = b if b > a else a
+            body = (qkv + n * ap + n * ad + o + mlp + nrm + elm + ar
+                    + (graph if decode_only else eager))
+            if pp == 1:
+                return [body + (first_t + cpu) + (last_t + lm + sample)]
+            out = [body + (first_t + cpu) + snd[0]]
+            for s in range(1, pp - 1):
+                out.append(body + snd[s])
+            out.append(body + (last_t + lm + sample))
+            return out
+
+        return totals
+
     # ------------------------------------------------------------------ interface
     @staticmethod
     def _features(
@@ -411,7 +490,37 @@ class RooflineModel(ExecutionModel):
         decode_kv: Sequence[int] | np.ndarray,
     ) -> tuple[float, ...]:
         """Seconds each pipeline stage spends on the batch, stage 0 first."""
-        return tuple(self._totals(*self._features(prefill_chunks, prefill_prior, decode_kv), max))
+        f = self._scalar or self._set_scalar()
+        return tuple(f(*self._features(prefill_chunks, prefill_prior, decode_kv)))
+
+    def _set_scalar(self) -> Callable:
+        self._scalar = self._scalar_totals()
+        return self._scalar
+
+    def stage_times_sum(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        num_decodes: int,
+        decode_kv_sum: int,
+    ) -> tuple[float, ...]:
+        """``stage_times`` from the decodes' count and context sum alone (all the model
+        reads of them), so that the engine need not list every decode; identical bits."""
+        n = len(prefill_chunks)
+        if n == 1 and len(prefill_prior) == 1:  # the common hybrid batch
+            Tp = prefill_chunks[0]
+            p = prefill_prior[0]
+            units = Tp * (2 * p + Tp + 1)
+            pkv = p + Tp
+        else:
+            Tp = units = pkv = 0
+            for c, p in zip(prefill_chunks, prefill_prior, strict=True):
+                Tp += c
+                units += c * (2 * p + c + 1)
+                pkv += p + c
+        D = num_decodes
+        f = self._scalar or self._set_scalar()
+        return tuple(f(Tp + D, n + D, units, Tp, pkv, D, decode_kv_sum, n == 0))
 
     def decode_steps(self, decode_kv: np.ndarray, steps: int) -> np.ndarray:
         """Stage times of ``steps`` decode-only iterations, iteration j at ``decode_kv + j``.
@@ -419,8 +528,13 @@ class RooflineModel(ExecutionModel):
         Vectorised over j: only ``sum(L)`` changes, by ``len(decode_kv)`` per step.
         """
         kv = np.asarray(decode_kv, dtype=np.int64)
-        D = kv.shape[0]
-        Lsum = int(kv.sum()) + D * np.arange(steps, dtype=np.int64)
+        return self.decode_steps_sum(kv.shape[0], int(kv.sum()), steps)
+
+    def decode_steps_sum(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+        """``decode_steps`` from the decodes' count and context sum (iteration j has
+        context sum ``decode_kv_sum + j * num_decodes``)."""
+        D = num_decodes
+        Lsum = decode_kv_sum + D * np.arange(steps, dtype=np.int64)
         totals = self._totals(D, D, 0, 0, 0, D, Lsum, True, np.maximum)
         out = np.empty((steps, self.pp), dtype=np.float64)
         for s, t in enumerate(totals):

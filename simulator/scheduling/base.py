@@ -162,6 +162,14 @@ class ReplicaScheduler(ABC):
                 return rid
         return None
 
+    def enable_cohort(self) -> bool:
+        """Switch on the decode-cohort fast path (see ``simulator.scheduling.sarathi``) if
+        this scheduler has one, and say whether it did. The engine asks before the first
+        request, with ``engine.fast_forward`` on and an execution model that has
+        ``stage_times_sum`` and ``decode_steps_sum``: the batches may then carry their
+        steady decodes as ``cohort_decodes`` and ``cohort_kv_sum`` instead of a list."""
+        return False
+
     # ----------------------------------------------------------------- iteration
     @abstractmethod
     def schedule(self, now: float) -> Batch | None:

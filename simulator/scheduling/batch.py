@@ -7,10 +7,16 @@ class Batch:
     """Prefill chunks (request, tokens, tokens already cached) and decodes (request, context).
 
     ``decode_kv`` is each decode's context length including the token being decoded.
-    Timing fields are filled by the engine when the batch is launched.
+    A scheduler that tracks its steady decodes as a cohort (``SarathiScheduler`` on the
+    fast path) does not list them: ``cohort_decodes`` counts them and ``cohort_kv_sum`` is
+    the sum of their contexts, which is all an execution model with ``stage_times_sum``
+    needs. Timing fields are filled by the engine when the batch is launched.
     """
 
     __slots__ = (
+        "cohort",
+        "cohort_decodes",
+        "cohort_kv_sum",
         "decode_ids",
         "decode_kv",
         "end",
@@ -31,6 +37,9 @@ class Batch:
         self.prefill_prior: list[int] = []
         self.decode_ids: list[int] = []
         self.decode_kv: list[int] = []
+        self.cohort: object = None  # the scheduler's cohort object, opaque to the engine
+        self.cohort_decodes = 0
+        self.cohort_kv_sum = 0
         self.flagged = False  # its requests are marked in flight (pipelines only)
         self.start = 0.0
         self.end = 0.0
@@ -38,16 +47,22 @@ class Batch:
         self.stage_end: list[float] = []
 
     @property
+    def num_decodes(self) -> int:
+        return len(self.decode_ids) + self.cohort_decodes
+
+    @property
     def size(self) -> int:
-        return len(self.prefill_ids) + len(self.decode_ids)
+        return len(self.prefill_ids) + self.num_decodes
 
     @property
     def num_tokens(self) -> int:
-        return sum(self.prefill_chunks) + len(self.decode_ids)
+        return sum(self.prefill_chunks) + self.num_decodes
 
     def __bool__(self) -> bool:
-        return bool(self.prefill_ids or self.decode_ids)
+        return bool(self.prefill_ids or self.decode_ids or self.cohort_decodes)
 
     def __repr__(self) -> str:
         prefills = list(zip(self.prefill_ids, self.prefill_chunks, strict=True))
-        return f"Batch(replica={self.replica}, prefills={prefills}, decodes={self.decode_ids})"
+        cohort = f", cohort={self.cohort_decodes}" if self.cohort_decodes else ""
+        return (f"Batch(replica={self.replica}, prefills={prefills}, "
+                f"decodes={self.decode_ids}{cohort})")
