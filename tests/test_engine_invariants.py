@@ -11,12 +11,13 @@ from hypothesis import strategies as s
 
 from simulator.config import SCHEDULERS
 from simulator.engine import Simulation
+from simulator.workload import ArrivalConfig
 from tests.helpers import config, run, table
 
 cases = s.fixed_dictionaries({
     "scheduler": s.sampled_from(SCHEDULERS),
     "tp": s.sampled_from([1, 2]),
-    "pp": s.sampled_from([1, 2]),
+    "pp": s.sampled_from([1, 2, 4]),
     "replicas": s.integers(1, 3),
     "router": s.sampled_from(["round_robin", "random", "least_outstanding"]),
     "blocks": s.integers(12, 400),
@@ -26,6 +27,7 @@ cases = s.fixed_dictionaries({
     "seed": s.integers(0, 2**16),
     "n": s.integers(1, 40),
     "rate": s.floats(0.5, 200),
+    "users": s.integers(0, 6),  # > 0: a closed loop of that many users
 })
 
 
@@ -41,6 +43,8 @@ def _simulate(c: dict, fast_forward: bool = True):
                            "replicas": c["replicas"]},
                  engine={"fast_forward": fast_forward})
     cfg.seed = c["seed"]
+    if c.get("users"):
+        cfg.workload.arrival = ArrivalConfig(kind="closed", concurrency=c["users"])
     return Simulation(cfg, reqs).run()
 
 
@@ -49,7 +53,7 @@ def _simulate(c: dict, fast_forward: bool = True):
 # LightLLM with PP: an in-flight decode's token was missing from the admission peak
 @example({"scheduler": "lightllm", "tp": 1, "pp": 2, "replicas": 1, "router": "round_robin",
           "blocks": 377, "block_size": 1, "cap": 2, "chunk": 8, "seed": 1412, "n": 21,
-          "rate": 2.90625})
+          "rate": 2.90625, "users": 0})
 def test_invariants(c: dict) -> None:
     rec = _simulate(c)
     completed = ~np.isnan(rec.completed_at)
