@@ -30,9 +30,11 @@ def _app(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
                           timeout=timeout)
 
 
-def test_smoke_experiment_end_to_end(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2"])
+def test_smoke_experiment_end_to_end(tmp_path: Path, sampler: str) -> None:
     out = tmp_path / "run"
-    p = _app(f"output.dir={out}", "ray.num_cpus=2", "output.target_qps=100")
+    p = _app(f"output.dir={out}", "ray.num_cpus=2", "output.target_qps=100",
+             f"search={sampler}")
     assert p.returncode == 0, p.stderr[-3000:]
     trials = pd.read_parquet(out / "trials.parquet")
     assert len(trials) >= 1 and trials["key"].is_unique
