@@ -92,24 +92,11 @@ class SarathiScheduler(ReplicaScheduler):
         if self.cohort_mode:
             return self._schedule_cohort(now)
         st = self.state
-        processed, target, in_flight, blocks = st.processed, st.target, st.in_flight, st.blocks
-        cap, budget, bs = self.cfg.max_batch_size, self.cfg.chunk_size, self.block_size
+        processed, target, in_flight = st.processed, st.target, st.in_flight
+        cap = self.cfg.max_batch_size
         batch = Batch(self.replica)
-        dec_ids, dec_kv = batch.decode_ids, batch.decode_kv
-        preempted = self.preempted_now
-        preempted.clear()
-        for rid in list(self.running):
-            if budget == 0 or len(dec_ids) >= cap:
-                break
-            if in_flight[rid] or processed[rid] < target[rid] or rid in preempted:
-                continue
-            ctx = processed[rid] + 1
-            if ctx > blocks[rid] * bs and not self._grow_or_preempt(rid, ctx, batch):
-                continue
-            dec_ids.append(rid)
-            dec_kv.append(ctx)
-            budget -= 1
-        size = len(dec_ids)
+        budget = self._add_decodes(batch, self.cfg.chunk_size, cap)
+        size = len(batch.decode_ids)
         for rid in self.running:
             if budget == 0 or size >= cap:
                 break
@@ -126,6 +113,29 @@ class SarathiScheduler(ReplicaScheduler):
             budget -= self._add_chunk(batch, rid, budget)
             size += 1
         return batch if size else None
+
+    def _add_decodes(self, batch: Batch, budget: int, cap: int) -> int:
+        """Add every running request's next decode, in admission order, while the token
+        budget and the batch cap allow, growing its KV (or preempting for it); returns
+        the budget left."""
+        st = self.state
+        processed, target, in_flight, blocks = st.processed, st.target, st.in_flight, st.blocks
+        bs = self.block_size
+        dec_ids, dec_kv = batch.decode_ids, batch.decode_kv
+        preempted = self.preempted_now
+        preempted.clear()
+        for rid in list(self.running):
+            if budget == 0 or len(dec_ids) >= cap:
+                break
+            if in_flight[rid] or processed[rid] < target[rid] or rid in preempted:
+                continue
+            ctx = processed[rid] + 1
+            if ctx > blocks[rid] * bs and not self._grow_or_preempt(rid, ctx, batch):
+                continue
+            dec_ids.append(rid)
+            dec_kv.append(ctx)
+            budget -= 1
+        return budget
 
     def _add_chunk(self, batch: Batch, rid: int, budget: int) -> int:
         st = self.state
@@ -275,38 +285,16 @@ class SarathiScheduler(ReplicaScheduler):
                 else:
                     self._dissolve()
                     self._backoff = _COHORT_BACKOFF
-        processed, target, in_flight = st.processed, st.target, st.in_flight
+        in_flight = st.in_flight
         if not self._on:
-            blocks, bs = st.blocks, self.block_size
-            dec_ids, dec_kv = batch.decode_ids, batch.decode_kv
-            preempted = self.preempted_now
-            preempted.clear()
-            for rid in list(self.running):
-                if budget == 0 or len(dec_ids) >= cap:
-                    break
-                if in_flight[rid] or processed[rid] < target[rid] or rid in preempted:
-                    continue
-                ctx = processed[rid] + 1
-                if ctx > blocks[rid] * bs and not self._grow_or_preempt(rid, ctx, batch):
-                    continue
-                dec_ids.append(rid)
-                dec_kv.append(ctx)
-                budget -= 1
-            size = len(dec_ids)
-        ids, chunks, prior = batch.prefill_ids, batch.prefill_chunks, batch.prefill_prior
+            budget = self._add_decodes(batch, budget, cap)
+            size = len(batch.decode_ids)
         for rid in self._prefilling:
             if budget == 0 or size >= cap:
                 break
             if in_flight[rid]:
                 continue
-            p = processed[rid]
-            chunk = target[rid] - p
-            if chunk > budget:
-                chunk = budget
-            ids.append(rid)
-            chunks.append(chunk)
-            prior.append(p)
-            budget -= chunk
+            budget -= self._add_chunk(batch, rid, budget)
             size += 1
         waiting = self.waiting
         while waiting and budget > 0 and len(self.running) < cap and size < cap:
