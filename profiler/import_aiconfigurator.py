@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from profiler.import_vidur import Imported, print_summary, save_checked
+from profiler.import_vidur import Imported, run_import, save_checked
 from simulator.catalogue import Catalogue, load_catalogue
 from simulator.errors import ConfigError
 from simulator.profiles import ProfileMeta, ProfileStore
@@ -326,15 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="replace files in DEST that another importer wrote")
     args = parser.parse_args(argv)
     systems = [s for s in args.systems.split(",") if s]
-    try:
-        written = import_aiconfigurator(args.src, args.dest, systems=systems,
-                                        strict=args.strict, force=args.force,
-                                        dtypes=[d for d in args.dtypes.split(",") if d])
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_summary(written, args.dest)
-    return 0
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    return run_import(lambda: import_aiconfigurator(args.src, args.dest, systems=systems,
+                                                    strict=args.strict, force=args.force,
+                                                    dtypes=dtypes), args.dest)
 
 
 if __name__ == "__main__":

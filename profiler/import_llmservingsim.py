@@ -51,7 +51,7 @@ from profiler.import_vidur import (
     _resolve_model,
     _warn,
     parse_alias,
-    print_summary,
+    run_import,
     save_checked,
 )
 from simulator.catalogue import Catalogue, ModelSpec, load_catalogue
@@ -402,15 +402,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="replace files in DEST that another importer wrote")
     args = parser.parse_args(argv)
-    try:
-        written = import_llmservingsim(args.src, args.dest, sku_aliases=dict(args.sku),
-                                       aliases=dict(args.alias), strict=args.strict,
-                                       force=args.force)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_summary(written, args.dest)
-    return 0
+    return run_import(lambda: import_llmservingsim(args.src, args.dest,
+                                                   sku_aliases=dict(args.sku),
+                                                   aliases=dict(args.alias),
+                                                   strict=args.strict, force=args.force),
+                      args.dest)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -353,6 +353,18 @@ def print_summary(written: Sequence[Imported], dest: str | Path) -> None:
           f"({total_bytes / 2**20:.2f} MiB) under {dest}")
 
 
+def run_import(do_import: Callable[[], Sequence[Imported]], dest: str | Path) -> int:
+    """An importer's command-line ending: run it, print the summary; a ConfigError is a
+    message on stderr and exit status 2. Returns the exit status."""
+    try:
+        written = do_import()
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_summary(written, dest)
+    return 0
+
+
 def parse_alias(text: str) -> tuple[str, str]:
     """``ORG/NAME=catalogue-name`` -> (ORG/NAME, catalogue-name)."""
     key, sep, value = text.partition("=")
@@ -375,14 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true",
                         help="replace files in DEST that another importer wrote")
     args = parser.parse_args(argv)
-    try:
-        written = import_vidur(args.src, args.dest, aliases=dict(args.alias),
-                               strict=args.strict, force=args.force)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_summary(written, args.dest)
-    return 0
+    return run_import(lambda: import_vidur(args.src, args.dest, aliases=dict(args.alias),
+                                           strict=args.strict, force=args.force), args.dest)
 
 
 if __name__ == "__main__":

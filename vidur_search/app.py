@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from simulator import ConfigError
 from vidur_search import settings
+from vidur_search.cli import run_and_exit
 
 console = Console(stderr=True)
 settings.register()
@@ -96,12 +96,7 @@ def run(cfg: DictConfig) -> int:
 
 @hydra.main(config_path="pkg://vidur_search.conf.app", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> None:
-    try:
-        code = run(cfg)
-    except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code)
+    run_and_exit(run, cfg)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,7 @@ class Sweep:
 
         self.app, self.out_dir = app, out_dir
         self.space = make_space(app)
+        self.sampled = DefineByRun(self.space)  # the sampler's view of the space
         check_workloads(app, self.space)
         check_profiles(app, self.space)
         self.prices = prices(app)
@@ -351,8 +352,7 @@ class Sweep:
         prev = self.warm[(self.warm["workload"] == workload) & (self.warm["status"] == "ok")]
         prev = prev.sort_values("capacity_per_dollar", ascending=False)
         keys = self.space.by_key()
-        sampled = DefineByRun(self.space)
-        return [sampled.encode(keys[key]) for key in prev["key"] if key in keys][:k]
+        return [self.sampled.encode(keys[key]) for key in prev["key"] if key in keys][:k]
 
     def run(self) -> pd.DataFrame:
         """Run every study; returns the whole trials table (this run's and earlier rows)."""
@@ -370,7 +370,7 @@ class Sweep:
                 continue
             cache = _cache_actor(plan.finished)
             trainable = tune.with_resources(make_trainable(plan.ctx, self.space,
-                                                           DefineByRun(self.space), cache),
+                                                           self.sampled, cache),
                                             {"cpu": per_trial})
             if search["sampler"] == "grid":
                 keys = [c.key for c in self.space.candidates if c.key not in plan.finished]
@@ -416,7 +416,7 @@ class Sweep:
                                                  constant_liar=True)
             metric, mode = "capacity_per_dollar", "max"
         return optuna_search(
-            space=DefineByRun(self.space), metric=metric, mode=mode, sampler=sampler,
+            space=self.sampled, metric=metric, mode=mode, sampler=sampler,
             study_name=plan.study_name, storage=optuna_storage(self.storage_url),
             points_to_evaluate=plan.warm_points or None,
         )
@@ -464,7 +464,7 @@ def _writer_callback(sweep: Sweep, plan: StudyPlan) -> Any:
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any,
                            **info: Any) -> None:
-            cand = _resolve(trial.config, sweep.space, DefineByRun(sweep.space))
+            cand = _resolve(trial.config, sweep.space, sweep.sampled)
             err = str(getattr(trial, "error_msg", "") or "worker died").strip()
             self._record(failed_row(plan.ctx, cand, err.splitlines()[-1] if err else err),
                          trial.trial_id)

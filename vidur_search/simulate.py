@@ -12,7 +12,6 @@ Perfetto trace.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from simulator import ConfigError, SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 from simulator.metrics import format_summary
+from vidur_search.cli import run_and_exit
 
 console = Console(stderr=True)
 
@@ -64,11 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="pkg://vidur_search.conf", config_name="simulate", version_base=None)
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_and_exit(run, cfg)
 
 
 if __name__ == "__main__":

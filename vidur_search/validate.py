@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from simulator import ConfigError, SimulationConfig, SimulationResult, simulate
 from simulator.workload import RequestTable
 from vidur_search.bench_formats import BenchRun, read_bench
+from vidur_search.cli import run_and_exit
 
 METRICS = ("ttft", "tpot", "e2e")
 STATS = ("mean", "p50", "p90")
@@ -222,11 +222,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
 
 @hydra.main(config_path="pkg://vidur_search.conf", config_name="validate", version_base=None)
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_and_exit(run, cfg)
 
 
 if __name__ == "__main__":
