@@ -120,17 +120,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop_nodes(temp_dir: str) -> None:
+def _stop_nodes(temp_dir: str, gcs_port: int = 0) -> None:
     """Stop only the Ray processes this test started: those whose command line names its
-    temp dir, and their children (agents rename themselves); ``ray stop`` would stop
+    temp dir, Ray Client's per-connection servers of its head (they name only the head's
+    GCS address), and their children (agents rename themselves); ``ray stop`` would stop
     every Ray process on the machine."""
+    client = f":{gcs_port}\0".encode() if gcs_port else None
     parent: dict[int, int] = {}
     mine: set[int] = set()
     me = os.getpid()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if temp_dir.encode() in (proc / "cmdline").read_bytes() and int(proc.name) != me:
+            cmd = (proc / "cmdline").read_bytes()
+            ours = temp_dir.encode() in cmd or (
+                client is not None and b"ray.util.client.server" in cmd and client in cmd)
+            if ours and int(proc.name) != me:
                 mine.add(int(proc.name))
         except (OSError, IndexError, ValueError):
             continue
@@ -145,12 +150,16 @@ def _stop_nodes(temp_dir: str) -> None:
 
 
 def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: Path) -> None:
+    """Both address forms a user has: the GCS address (``auto`` / ``host:port``, the
+    driver joins the cluster) and Ray Client (``ray://host:port``, Tune's driver runs on
+    the head node and the trials still land in this output folder)."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths
-    port = _free_port()
+    port, client_port = _free_port(), _free_port()
     ray = [sys.executable, "-m", "ray.scripts.scripts", "start", "--num-cpus=1",
            "--disable-usage-stats"]
     try:
         subprocess.run([*ray, "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+                        f"--ray-client-server-port={client_port}",
                         "--include-dashboard=false"], check=True, env=ENV,
                        capture_output=True, timeout=120)
         head = f"{socket.gethostbyname(socket.gethostname())}:{port}"
@@ -177,8 +186,16 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
         trials = pd.read_parquet(out / "trials.parquet")
         assert len(trials) == 8 and (trials["status"] == "ok").all()
         assert trials["node_id"].nunique() == 2, trials["node_id"].value_counts()
+
+        out = tmp_path / "client"
+        p = _app(f"output.dir={out}", f"ray.address=ray://127.0.0.1:{client_port}")
+        assert p.returncode == 0, p.stderr[-3000:]
+        trials = pd.read_parquet(out / "trials.parquet")
+        assert len(trials) >= 3 and (trials["status"] == "ok").all()
+        assert trials["key"].is_unique and trials["trial_id"].is_unique
+        assert (out / "report.html").exists()
     finally:
-        _stop_nodes(temp_dir)
+        _stop_nodes(temp_dir, port)
 
 
 def test_nightly_runs_diff_against_the_previous_night_and_flag_a_regression(

@@ -3,11 +3,12 @@
 One study per workload. TPE (single objective: capacity per dollar) or NSGA-II (capacity
 per dollar vs TTFT vs TBT) sample through Ray Tune's ``OptunaSearch`` with Optuna storage
 (SQLite by default, any SQLAlchemy URL); ``grid`` runs every runnable candidate through
-Tune's grid search. A driver-side callback appends each finished trial to
-``trials.parquet`` as it finishes, so a killed sweep restarted on the same output folder
-re-runs nothing that finished: finished candidates are served from a shared results cache
-(a Ray actor seeded from the table), and the Optuna study, reloaded from its storage,
-only asks for the trials still missing from the budget.
+Tune's grid search. Each study has a store (a Ray actor seeded from the table) that
+workers ask before measuring and hand each new row to; a driver thread appends those rows
+to ``trials.parquet`` as they arrive. So a killed sweep restarted on the same output
+folder re-runs nothing that finished (the Optuna study, reloaded from its storage, only
+asks for the trials still missing from the budget), and the same code works whether Tune's
+driver runs in this process or, under Ray Client, on the cluster's head node.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -208,24 +210,25 @@ def _tune_metrics(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _restore_inf(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (math.inf if isinstance(v, float) and v >= 1e18 else v) for k, v in row.items()}
-
-
 def make_trainable(ctx: TrialContext, space: Space, sampled: DefineByRun,
-                   cache: Any) -> Callable[[dict], None]:
-    """The Ray Tune function trainable of one study."""
+                   store: Any) -> Callable[[dict], None]:
+    """The Ray Tune function trainable of one study: a candidate measured before (in this
+    run or an earlier one) is answered from ``store``; a new row goes to ``store`` before
+    Tune hears of it, so the driver writes it even if Tune never reports it."""
 
     def trainable(config: dict[str, Any]) -> None:
         import ray
         from ray import tune
 
         cand = _resolve(config, space, sampled)
-        row = ray.get(cache.get.remote(cand.key))
+        row = ray.get(store.get.remote(cand.key))
         cached = row is not None
         if row is None:
             row = run_trial(ctx, cand)
-            cache.put.remote(cand.key, row)
+            row["trial_id"] = f"{ctx.workload_name}-{tune.get_context().get_trial_id()}"
+            ray.get(store.put.remote(cand.key, row))
+        else:
+            store.seen.remote(row)
         metrics = _tune_metrics(row)
         metrics["cached"] = cached
         tune.report(metrics)
@@ -233,23 +236,45 @@ def make_trainable(ctx: TrialContext, space: Space, sampled: DefineByRun,
     return trainable
 
 
-def _cache_actor(rows: dict[str, dict[str, Any]]) -> Any:
+def _study_store(rows: dict[str, dict[str, Any]]) -> Any:
     import ray
 
     @ray.remote(num_cpus=0)
-    class ResultsCache:
-        """Finished trials by candidate key, shared by every worker of a study."""
+    class StudyStore:
+        """One study's finished trials by candidate key, shared by its workers, and the
+        outbox the driver drains into ``trials.parquet``. Workers and Tune's callbacks
+        talk to it wherever they run, so the same code records trials with an embedded
+        Ray, on a cluster, and through Ray Client (where Tune's driver runs on the head
+        node, not in this process)."""
 
         def __init__(self, rows: dict[str, dict[str, Any]]) -> None:
             self.rows = rows
+            self.outbox: list[tuple[dict[str, Any] | None, float]] = []
 
         def get(self, key: str) -> dict[str, Any] | None:
             return self.rows.get(key)
 
         def put(self, key: str, row: dict[str, Any]) -> None:
-            self.rows.setdefault(key, row)
+            """A newly measured trial: kept for later askers, queued for the table."""
+            if key not in self.rows:
+                self.rows[key] = row
+                self.outbox.append((row, float(row.get("capacity_per_dollar") or 0.0)))
+            else:
+                self.seen(row)
 
-    return ResultsCache.remote(rows)
+        def seen(self, row: dict[str, Any]) -> None:
+            """A trial answered from the cache: progress only, nothing to write."""
+            self.outbox.append((None, float(row.get("capacity_per_dollar") or 0.0)))
+
+        def failed(self, row: dict[str, Any]) -> None:
+            """A trial whose worker died: written, not cached (a rerun may succeed)."""
+            self.outbox.append((row, 0.0))
+
+        def drain(self) -> list[tuple[dict[str, Any] | None, float]]:
+            out, self.outbox = self.outbox, []
+            return out
+
+    return StudyStore.remote(rows)
 
 
 @contextlib.contextmanager
@@ -368,9 +393,9 @@ class Sweep:
                 self._say(f"{plan.workload}: nothing left to run "
                           f"({len(plan.finished)} trials already finished)")
                 continue
-            cache = _cache_actor(plan.finished)
+            store = _study_store(plan.finished)
             trainable = tune.with_resources(make_trainable(plan.ctx, self.space,
-                                                           self.sampled, cache),
+                                                           self.sampled, store),
                                             {"cpu": per_trial})
             if search["sampler"] == "grid":
                 keys = [c.key for c in self.space.candidates if c.key not in plan.finished]
@@ -383,15 +408,16 @@ class Sweep:
                     search_alg=self._searcher(plan, OptunaSearch),
                     num_samples=plan.remaining, max_concurrent_trials=concurrency,
                     reuse_actors=True)
-            writer = _writer_callback(self, plan)
             run_cfg = tune.RunConfig(
                 name=f"{plan.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str((self.out_dir / "ray").resolve()),
-                callbacks=[writer], verbose=0, log_to_file=False,
+                callbacks=[_failed_trials_callback()(store, plan.ctx, self.space,
+                                                        self.sampled)],
+                verbose=0, log_to_file=False,
             )
             self._say(f"{plan.workload}: {plan.remaining} trials on {concurrency} "
                       f"concurrent workers ({search['sampler']})")
-            with quiet_logs():
+            with quiet_logs(), _TableWriter(self, plan, store):
                 tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_cfg).fit()
         return self.table.frame()
@@ -428,53 +454,71 @@ class Sweep:
             print(msg)
 
 
-def _writer_callback(sweep: Sweep, plan: StudyPlan) -> Any:
-    """A Tune driver callback: append each new trial to the table, drive the progress bar."""
+class _TableWriter:
+    """While a study runs, a driver thread drains the study's store into
+    ``trials.parquet`` (each trial written as it finishes) and drives the progress bar;
+    leaving the ``with`` block drains what is left."""
+
+    POLL_S = 0.2
+
+    def __init__(self, sweep: Sweep, plan: StudyPlan, store: Any) -> None:
+        self.sweep, self.plan, self.store = sweep, plan, store
+        self.best, self.done = 0.0, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.task = None
+        if sweep.progress is not None:
+            self.task = sweep.progress.add_task(plan.workload, total=plan.remaining)
+
+    def __enter__(self) -> _TableWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+        self._drain()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.POLL_S):
+            self._drain()
+
+    def _drain(self) -> None:
+        import ray
+
+        events = ray.get(self.store.drain.remote())
+        for row, value in events:
+            if row is not None:
+                self.sweep.table.append(row)
+            self.best = max(self.best, value)
+            self.done += 1
+        if events and self.task is not None:
+            self.sweep.progress.update(
+                self.task, completed=self.done,
+                description=f"{self.plan.workload} best {self.best:.3g} QPS per $/h")
+
+
+def _failed_trials_callback() -> type:
     from ray.tune import Callback
 
-    from vidur_search.results import COLUMNS
     from vidur_search.trial import failed_row
 
-    class TrialsWriter(Callback):
-        def __init__(self) -> None:
-            self.best = 0.0
-            self.done = 0
-            self.task = None
-            if sweep.progress is not None:
-                self.task = sweep.progress.add_task(plan.workload, total=plan.remaining)
+    class FailedTrials(Callback):
+        """A Tune callback for trials whose worker died (a trial that raises is a row
+        already, see ``run_trial``): the failure goes to the study's store, which
+        the driver writes. It holds only picklable state, because under Ray Client Tune
+        runs its driver, callbacks included, on the cluster's head node."""
 
-        def __reduce__(self) -> tuple:
-            # Tune pickles its callbacks into the experiment state; this one lives in the
-            # driver only (it holds the open table and the progress bar), so it pickles
-            # as a plain no-op callback.
-            return (Callback, ())
-
-        def _record(self, row: dict[str, Any], trial_id: str) -> None:
-            row = dict(row)
-            row["trial_id"] = f"{plan.workload}-{trial_id}"
-            sweep.table.append(row)
-
-        def on_trial_result(self, iteration: int, trials: list, trial: Any,
-                            result: dict, **info: Any) -> None:
-            if not result.get("cached"):
-                self._record(_restore_inf({k: result.get(k) for k in COLUMNS}),
-                             trial.trial_id)
-            self.best = max(self.best, float(result.get("capacity_per_dollar") or 0.0))
-            self._advance()
+        def __init__(self, store: Any, ctx: TrialContext, space: Space,
+                     sampled: DefineByRun) -> None:
+            self.store, self.ctx, self.space, self.sampled = store, ctx, space, sampled
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any,
                            **info: Any) -> None:
-            cand = _resolve(trial.config, sweep.space, sweep.sampled)
+            cand = _resolve(trial.config, self.space, self.sampled)
             err = str(getattr(trial, "error_msg", "") or "worker died").strip()
-            self._record(failed_row(plan.ctx, cand, err.splitlines()[-1] if err else err),
-                         trial.trial_id)
-            self._advance()
+            row = failed_row(self.ctx, cand, err.splitlines()[-1] if err else err)
+            row["trial_id"] = f"{self.ctx.workload_name}-{trial.trial_id}"
+            self.store.failed.remote(row)
 
-        def _advance(self) -> None:
-            self.done += 1
-            if sweep.progress is not None and self.task is not None:
-                sweep.progress.update(
-                    self.task, completed=self.done,
-                    description=f"{plan.workload} best {self.best:.3g} QPS per $/h")
-
-    return TrialsWriter()
+    return FailedTrials
