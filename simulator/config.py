@@ -39,11 +39,20 @@ def _positive_int(name: str, value: Any) -> None:
 
 @dataclass
 class ParallelConfig:
-    """How one replica is split (TP x PP GPUs) and how many replicas serve."""
+    """How one replica is split (TP x PP GPUs) and how many replicas serve.
+
+    ``expert_parallel`` (MoE models) follows vLLM's ``--enable-expert-parallel``: it is 1
+    (experts split by TP inside each replica, replicas independent) or the number of GPUs
+    of all replicas, ``replicas x tensor_parallel``: the replicas are then vLLM's data-
+    parallel ranks of one EP group, each GPU holds ``num_experts / expert_parallel`` whole
+    experts, every MoE layer dispatches the tokens of all ranks to the GPUs holding their
+    experts and combines the results back, and the ranks step in lockstep (docs/engine.md).
+    """
 
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     replicas: int = 1
+    expert_parallel: int = 1
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -249,6 +258,7 @@ class SimulationConfig:
             num_blocks_override=self.scheduler.num_blocks_override,
             kv_tokens_override=self.scheduler.kv_tokens_override,
             precision=self.precision,
+            ep=self.parallel.expert_parallel,
         )
 
     def _check_parallelism(self) -> None:
@@ -269,6 +279,32 @@ class SimulationConfig:
             raise ConfigError("parallel.tensor_parallel", tp,
                               f"must be <= {self.node_spec.gpus_per_node} GPUs per node of "
                               f"{self.node}: tensor parallelism stays inside one node")
+        self._check_expert_parallel()
+
+    def _check_expert_parallel(self) -> None:
+        """vLLM's semantics: EP is off (1) or spans every GPU of every replica."""
+        m, par = self.model_spec, self.parallel
+        ep, group = par.expert_parallel, par.replicas * par.tensor_parallel
+        if ep == 1:
+            return
+        if not m.is_moe:
+            raise ConfigError("parallel.expert_parallel", ep,
+                              f"must be 1: {m.name} is a dense model (expert parallelism "
+                              "splits a mixture-of-experts model's experts)")
+        if ep != group:
+            raise ConfigError("parallel.expert_parallel", ep,
+                              f"must be 1 or replicas x tensor_parallel = {par.replicas} x "
+                              f"{par.tensor_parallel} = {group} (as vLLM's "
+                              "--enable-expert-parallel: the EP group spans every GPU of the "
+                              "data-parallel replicas)")
+        if m.num_experts % ep:
+            raise ConfigError("parallel.expert_parallel", ep,
+                              f"must divide {m.name}'s {m.num_experts} experts; allowed: 1, "
+                              + ", ".join(str(d) for d in _divisors(m.num_experts) if d > 1))
+        if par.pipeline_parallel != 1:
+            raise ConfigError("parallel.pipeline_parallel", par.pipeline_parallel,
+                              f"must be 1 with expert_parallel={ep} (the lockstep engine of "
+                              "an EP group runs one pipeline stage)")
 
     @property
     def num_gpus(self) -> int:

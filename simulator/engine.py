@@ -22,6 +22,14 @@ against):
   models with ``stage_times_sum`` (the roofline and calibrated models);
 - a batch end (one stage) or a stage-0 SCHEDULE (pipelines) that would be the next event
   popped anyway is handled without going through the heap (still counted as an event).
+
+With expert parallelism (``parallel.expert_parallel > 1``) the replicas are the data-
+parallel ranks of one EP group and step in lockstep, as vLLM's DP engines do: every step
+starts on all ranks at once, each rank schedules its own batch (a rank with nothing to do
+runs a dummy step of one token so that the others' MoE collectives can proceed), the
+MoE layers see the tokens of all ranks, and the step ends when the slowest rank's batch
+does. ``_run_lockstep`` runs that loop, every event through the heap, without the
+shortcuts above.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from itertools import count
 import numpy as np
 
 from simulator.config import SimulationConfig
+from simulator.errors import ConfigError
 from simulator.execution.base import ExecutionModel
 from simulator.execution.calibrated import CalibratedModel
 from simulator.execution.roofline import RooflineModel
@@ -63,11 +72,12 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
 
         sched = cfg.scheduler
         fallback_cls = CalibratedModel if ex.profiled.fallback == "calibrated" else RooflineModel
-        fallback = fallback_cls(
+        ep = cfg.parallel.expert_parallel
+        fallback = _with_expert_parallel(fallback_cls(
             cfg.model_spec, cfg.sku_spec, cfg.node_spec,
             cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.roofline,
             precision=cfg.precision,
-        )
+        ), ep)
         return ProfiledModel(
             cfg.model_spec, cfg.sku_spec, cfg.node_spec,
             cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.profiled,
@@ -75,13 +85,27 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
             max_tokens=max(cfg.model_spec.max_context, sched.max_tokens_per_batch,
                            sched.chunk_size + sched.max_batch_size),
             fallback=fallback,
+            expert_parallel=ep,
         )
     cls = CalibratedModel if ex.kind == "calibrated" else RooflineModel
-    return cls(
+    return _with_expert_parallel(cls(
         cfg.model_spec, cfg.sku_spec, cfg.node_spec,
         cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.roofline,
         precision=cfg.precision,
-    )
+    ), cfg.parallel.expert_parallel)
+
+
+def _with_expert_parallel(model: RooflineModel, ep: int) -> RooflineModel:
+    """``model`` priced as a rank of an EP group of ``ep`` GPUs; a calibrated model's
+    dispatch/combine collectives take its all-reduce fit for ``ep`` GPUs (the same link,
+    ring and NCCL latency)."""
+    if ep > 1:
+        if isinstance(model, CalibratedModel):
+            fit = model.node_calibration.allreduce_fit(ep)
+            model.set_expert_parallel(ep, fit.efficiency, fit.latency_us * 1e-6)
+        else:
+            model.set_expert_parallel(ep)
+    return model
 
 
 class Simulation:
@@ -109,9 +133,17 @@ class Simulation:
         ]
         self.router = ROUTERS[cfg.router](cfg.parallel.replicas, router_rng)
         self.pp = cfg.parallel.pipeline_parallel
+        self.ep = cfg.parallel.expert_parallel
+        if getattr(self.execution, "expert_parallel", 1) != self.ep:
+            raise ConfigError("parallel.expert_parallel", self.ep,
+                              f"the execution model ({type(self.execution).__name__}) prices "
+                              f"expert_parallel={getattr(self.execution, 'expert_parallel', 1)}"
+                              "; build it with build_execution_model(cfg)")
 
     def run(self, progress: ProgressFn | None = None) -> SimulationRecords:
         """Simulate until every request has completed or been rejected."""
+        if self.ep > 1:
+            return self._run_lockstep(progress)
         st, replicas, router, pp = self.state, self.replicas, self.router, self.pp
         execution = self.execution
         arrivals = st.arrival
@@ -357,6 +389,123 @@ class Simulation:
         finally:
             if gc_was_enabled:
                 gc.enable()
+        wall = time.perf_counter() - wall0
+        if progress is not None:
+            progress(finished, n)
+        return self._records(log, wall, events)
+
+    def _run_lockstep(self, progress: ProgressFn | None = None) -> SimulationRecords:
+        """``run`` for the data-parallel ranks of one EP group (one pipeline stage).
+
+        A group step starts when the previous one has ended (or, idle, at an arrival): at
+        that instant every rank's scheduler builds its batch; the MoE layers see the tokens
+        of all ranks, a rank with no batch contributing one dummy token (vLLM's
+        ``execute_dummy_batch``), and all batches end together after the slowest rank's
+        runtime. A dummy step is never the slowest (its layers cost no more than a real
+        batch's, with the same MoE layers) and is not logged. When no rank has a batch
+        the group idles until the next arrival."""
+        st, replicas, router = self.state, self.replicas, self.router
+        execution = self.execution
+        arrivals = st.arrival
+        n = st.n
+        heap: list[tuple[float, int, int, object]] = []
+        seq = count()
+        push, pop = heapq.heappush, heapq.heappop
+        num_r = len(replicas)
+        log = _BatchLog(1)
+        add_row = log.rows.append
+        events = finished = 0
+        busy = False  # a group step is in flight
+        pending = INF  # time of the queued SCHEDULE, if any
+        arrival_cfg = self.cfg.workload.arrival
+        closed = arrival_cfg.kind == "closed"
+        think = arrival_cfg.think_time_s
+        next_issue = 0
+        if closed:
+            next_issue = min(arrival_cfg.concurrency, n)
+            for rid in range(next_issue):
+                arrivals[rid] = 0.0
+                push(heap, (0.0, ARRIVAL, next(seq), rid))
+        elif n:
+            push(heap, (arrivals[0], ARRIVAL, next(seq), 0))
+
+        def issue_next(count_done: int, t: float) -> None:
+            """Closed loop: each finished request's user sends its next one."""
+            nonlocal next_issue
+            for _ in range(count_done):
+                if next_issue >= n:
+                    return
+                arrivals[next_issue] = t + think
+                push(heap, (t + think, ARRIVAL, next(seq), next_issue))
+                next_issue += 1
+
+        def request_step(t: float) -> None:
+            """A SCHEDULE at ``t`` (after the arrivals and batch ends of ``t``)."""
+            nonlocal pending
+            if not busy and pending > t:
+                pending = t
+                push(heap, (t, SCHEDULE, next(seq), None))
+
+        def launch_step(t: float) -> bool:
+            """Every rank schedules at ``t``; one group step if any has a batch."""
+            batches = [b for b in (sched.schedule(t) for sched in replicas) if b is not None]
+            if not batches:
+                return False
+            group = sum(b.num_tokens for b in batches) + (num_r - len(batches))
+            dt = 0.0
+            for b in batches:
+                times = execution.stage_times(b.prefill_chunks, b.prefill_prior, b.decode_kv,
+                                              group_tokens=group)
+                if times[0] > dt:
+                    dt = times[0]
+            end = t + dt
+            for b in batches:
+                b.start, b.end = t, end
+                sched = replicas[b.replica]
+                sched.last_duration = dt
+                add_row((b.replica, t, end, len(b.prefill_ids), sum(b.prefill_chunks),
+                         b.num_decodes, sched.num_blocks - sched.free_blocks))
+            push(heap, (end, BATCH_END, next(seq), batches))
+            return True
+
+        reject_check = replicas[0].reject_reason
+        wall0 = time.perf_counter()
+        while heap:
+            t, kind, _, payload = pop(heap)
+            events += 1
+            if kind == BATCH_END:
+                for b in payload:
+                    sched = replicas[b.replica]
+                    before = sched.outstanding
+                    sched.on_batch_end(b, t)
+                    done = before - sched.outstanding
+                    if done:
+                        finished += done
+                        if closed:
+                            issue_next(done, t)
+                busy = False
+                request_step(t)
+            elif kind == ARRIVAL:
+                rid = payload
+                if not closed and rid + 1 < n:
+                    push(heap, (arrivals[rid + 1], ARRIVAL, next(seq), rid + 1))
+                reason = reject_check(rid)
+                if reason:
+                    st.reject_reason[rid] = reason
+                    finished += 1
+                    if closed:
+                        issue_next(1, t)
+                else:
+                    r = router.route(rid, replicas)
+                    st.replica[rid] = r
+                    replicas[r].add_request(rid)
+                    request_step(t)
+            else:
+                pending = INF
+                if not busy:
+                    busy = launch_step(t)
+            if progress is not None and events % 4096 == 0:
+                progress(finished, n)
         wall = time.perf_counter() - wall0
         if progress is not None:
             progress(finished, n)

@@ -15,24 +15,32 @@ def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
 
 
 def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int,
-                         precision: Precision = BF16) -> float:
+                         precision: Precision = BF16, ep: int = 1) -> float:
     """Weight bytes on the most loaded GPU of a replica (its stage's layers split by TP).
 
     Stage 0 holds the input embedding and the last stage the LM head; with one stage the
     same GPU holds both. Norm weights are replicated. With FP8 weights the layers' linear
     weights (all but the MoE router) take ``precision.weight_bytes`` per element; the rest
-    stays in the checkpoint's dtype.
+    stays in the checkpoint's dtype. With expert parallelism (``ep > 1``, MoE models) each
+    GPU holds ``num_experts / ep`` whole experts instead of a 1/TP slice of every expert;
+    attention and the router stay split by TP.
     """
     layers = model.num_layers // pp
-    sharded = model.attention_params() + model.mlp_params()
-    per_layer = sharded / tp + 2 * model.hidden_size
     embed = model.vocab_size * model.hidden_size / tp
     head_bytes = embed if (pp > 1 or not model.tied_embeddings) else 0.0
     edge = embed + head_bytes if pp == 1 else max(embed, head_bytes + model.hidden_size)
-    total = (layers * per_layer + edge) * model.dtype_bytes
     saved = model.dtype_bytes - precision.weight_bytes(model)
+    router = model.hidden_size * model.num_experts if model.is_moe else 0
+    if ep > 1:
+        attn = model.attention_params()
+        experts = (model.mlp_params() - router) / ep
+        per_layer = (attn + router) / tp + experts + 2 * model.hidden_size
+        total = (layers * per_layer + edge) * model.dtype_bytes
+        return total - layers * (attn / tp + experts) * saved
+    sharded = model.attention_params() + model.mlp_params()
+    per_layer = sharded / tp + 2 * model.hidden_size
+    total = (layers * per_layer + edge) * model.dtype_bytes
     if saved:
-        router = model.hidden_size * model.num_experts if model.is_moe else 0
         total -= layers * (sharded - router) / tp * saved
     return total
 
@@ -85,6 +93,7 @@ def kv_capacity(
     num_blocks_override: int = 0,
     kv_tokens_override: int = 0,
     precision: Precision = BF16,
+    ep: int = 1,
 ) -> KvCapacity:
     """Blocks = (memory x utilisation - weights - activation headroom) / block bytes.
 
@@ -92,13 +101,14 @@ def kv_capacity(
     the per-GPU block size fixes the replica's capacity. ``num_blocks_override`` sets the
     block count, ``kv_tokens_override`` the capacity in tokens (blocks = tokens //
     block_size), as a real engine reports it. ``precision`` sets the weight and KV element
-    sizes. Raises ConfigError when the model does not fit.
+    sizes; ``ep`` the expert-parallel degree (each GPU holds 1/``ep`` of the experts, see
+    ``weight_bytes_per_gpu``). Raises ConfigError when the model does not fit.
     """
     layers = model.num_layers // pp
     block_bytes = block_size * layers * 2 * kv_heads_per_gpu(model, tp) * model.head_size
     block_bytes *= precision.kv_bytes(model)
     usable = sku.memory_bytes * gpu_memory_utilization
-    weights = weight_bytes_per_gpu(model, tp, pp, precision)
+    weights = weight_bytes_per_gpu(model, tp, pp, precision, ep)
     acts = activation_bytes_per_gpu(model, tp, max_tokens, max_seqs)
     free = usable - weights - acts
     blocks = int(free // block_bytes) if free > 0 else 0
@@ -113,7 +123,8 @@ def kv_capacity(
         raise ConfigError(
             "model",
             model.name,
-            f"does not fit on {sku.name} with tensor_parallel={tp}, pipeline_parallel={pp}: "
+            f"does not fit on {sku.name} with tensor_parallel={tp}, pipeline_parallel={pp}"
+            + (f", expert_parallel={ep}" if ep > 1 else "") + ": "
             f"{weights / 1e9:.1f} GB weights + {acts / 1e9:.1f} GB activations per GPU exceed "
             f"{usable / 1e9:.1f} GB ({sku.memory_gb} GB x gpu_memory_utilization="
             f"{gpu_memory_utilization}); raise tensor/pipeline parallelism or pick a larger GPU",

@@ -330,7 +330,9 @@ def test_serving_case_mirrors_the_run(reference_dir: Path, tmp_path: Path) -> No
 
     ep = run.serving_case(lss / "runs/RTXPRO6000/Qwen3-30B-A3B-Instruct-2507", lss, tmp_path,
                           cache_dir=str(tmp_path / "cache"))
-    assert ep.config.parallel.replicas == 2 and ep.config.model_spec.num_experts == 64
+    par = ep.config.parallel
+    assert (par.replicas, par.tensor_parallel, par.expert_parallel) == (2, 1, 2)
+    assert ep.config.model == "qwen3-30b-a3b" and ep.config.model_spec.num_experts == 128
 
     pro = run.serving_case(lss / "runs/RTXPRO6000/Llama-3.1-8B", lss, tmp_path,
                            cache_dir=str(tmp_path / "cache"))

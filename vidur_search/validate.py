@@ -147,7 +147,7 @@ def workload_for(bench: BenchRun, seed: int = 0) -> tuple[dict[str, Any], Reques
 
 
 def simulation_for(bench: BenchRun, *, model: str, sku: str, tp: int = 1, pp: int = 1,
-                   replicas: int = 1, scheduler: dict[str, Any] | None = None,
+                   replicas: int = 1, ep: int = 1, scheduler: dict[str, Any] | None = None,
                    execution: dict[str, Any] | None = None, router: str = "least_outstanding",
                    node: str = "", catalogue: str = "", seed: int = 0,
                    engine: dict[str, Any] | None = None,
@@ -158,7 +158,8 @@ def simulation_for(bench: BenchRun, *, model: str, sku: str, tp: int = 1, pp: in
     wl, table, load = workload_for(bench, seed)
     cfg: dict[str, Any] = {
         "model": model, "sku": sku, "node": node, "catalogue": catalogue,
-        "parallel": {"tensor_parallel": tp, "pipeline_parallel": pp, "replicas": replicas},
+        "parallel": {"tensor_parallel": tp, "pipeline_parallel": pp, "replicas": replicas,
+                     "expert_parallel": ep},
         "scheduler": dict(scheduler or {}), "router": router, "workload": wl,
         "execution": dict(execution or {"kind": "calibrated"}), "seed": seed,
     }
@@ -194,9 +195,10 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     sku = _required(plain, "sku", "a catalogue GPU SKU")
     table, bench, result, load = run_validation(
         bench_path, model=model, sku=sku, tp=plain["tp"], pp=plain["pp"],
-        replicas=plain["replicas"], scheduler=plain["scheduler"], execution=plain["execution"],
-        router=plain["router"], node=plain["node"], catalogue=plain["catalogue"],
-        seed=plain["seed"], engine=plain["engine"], precision=plain.get("precision"))
+        replicas=plain["replicas"], ep=plain["ep"], scheduler=plain["scheduler"],
+        execution=plain["execution"], router=plain["router"], node=plain["node"],
+        catalogue=plain["catalogue"], seed=plain["seed"], engine=plain["engine"],
+        precision=plain.get("precision"))
     s = result.summary["counts"]
     print(f"bench      {bench.path} ({bench.format}, {len(bench)} requests"
           + (f", {bench.failed} failed left out" if bench.failed else "") + ")")

@@ -33,6 +33,16 @@ Anything else comes from ``fallback`` (a RooflineModel or a subclass such as
 CalibratedModel): its GEMM, attention, LM-head and collective hooks, its parameters for
 the memory-bound ops, launch, CPU and sampling overheads.
 
+Expert parallelism (``expert_parallel`` = ep > 1, one data-parallel rank of an EP group,
+see :class:`RooflineModel`): a MoE layer's time depends on the tokens of the whole group
+in the step (``group_tokens``), tabulated per group token count. Each GPU runs its
+``num_experts / ep`` experts on ``Tg * top_k / ep`` routed tokens: the ``moe_experts``
+profile (measured with every expert on one GPU) is read at ``Tg / ep`` tokens, the same
+routed tokens per GPU, and scaled by the fallback's roofline ratio between the GPU's
+experts and all of them (fewer expert weights read); without that profile (or at TP > 1,
+where the profile would hold TP slices of the experts) the fallback prices it. The
+dispatch and combine collectives come from the fallback (``set_expert_parallel``).
+
 Predictors (:mod:`~simulator.execution.predictors`) are fitted once per profile and cached
 on disk, then compiled into lookup tables over the operating range: every token count up
 to ``max_tokens``, every batch size up to ``max_batch``, KV lengths and prefill chunks on an
@@ -148,9 +158,16 @@ class ProfiledModel(ExecutionModel):
         max_tokens: int = 0,
         fallback: RooflineModel | None = None,
         cache: PredictorCache | None = None,
+        expert_parallel: int = 1,
     ) -> None:
         if fallback is None:
             fallback = _fallback(params.fallback, model, sku, node, tp, pp)
+        if expert_parallel != fallback.expert_parallel:
+            if fallback.expert_parallel != 1:
+                raise ConfigError("execution.profiled.fallback", fallback.expert_parallel,
+                                  f"models expert_parallel={fallback.expert_parallel}, not "
+                                  f"{expert_parallel}")
+            fallback.set_expert_parallel(expert_parallel)
         if (fallback.model, fallback.tp, fallback.pp) != (model, tp, pp):
             raise ConfigError("execution.profiled.fallback", type(fallback).__name__,
                               "must model the same model, TP and PP")
@@ -174,7 +191,14 @@ class ProfiledModel(ExecutionModel):
         self._layers = model.num_layers // pp
         self._max_tokens = max(max_tokens or model.max_context, 1)
         self._max_batch = max_batch
+        self._ep = fallback.expert_parallel
+        self._ep_dp = self._ep // tp
         self._build()
+
+    @property
+    def expert_parallel(self) -> int:
+        """GPUs of the EP group this replica belongs to (1: no expert parallelism)."""
+        return self._ep
 
     # ------------------------------------------------------------------ profiles
     def _require_layer_ops(self) -> tuple[pd.DataFrame, Any]:
@@ -271,7 +295,9 @@ class ProfiledModel(ExecutionModel):
             "qkv_proj": op_or("qkv_proj", gemm[:, 0]),
             "o_proj": op_or("o_proj", gemm[:, 1]),
         }
-        if m.is_moe:
+        if m.is_moe and self._ep > 1:
+            self._build_ep(layer, shapes)
+        elif m.is_moe:
             parts["mlp"] = op_or("moe_experts", gemm[:, 2])
         elif all(layer.has(op) for op in _MLP_OPS):
             f = m.ffn_size // tp
@@ -295,7 +321,7 @@ class ProfiledModel(ExecutionModel):
         ar = self._allreduce(coll, Tf)
         parts["allreduce"] = 2 * ar
         self._parts_T = {k: TokenTable(T, v, hi) for k, v in parts.items()}
-        dense = (parts["qkv_proj"] + parts["o_proj"] + parts["mlp"] + parts["norm"]
+        dense = (parts["qkv_proj"] + parts["o_proj"] + parts.get("mlp", 0.0) + parts["norm"]
                  + parts["elementwise"] + parts["allreduce"])
         self._dense = TokenTable(T, dense, hi)
         embed = op_or("embedding", 2 * h * dt * Tf / bw)
@@ -372,6 +398,40 @@ class ProfiledModel(ExecutionModel):
                 if part in self.sources]
         self._coll_hi = min((coll.hi(op, "size_bytes") / (h * dt) for op in used),
                             default=math.inf)
+
+    def _build_ep(self, layer: _Source, shapes: dict[str, tuple[int, int]]) -> None:
+        """Per-layer tables over the EP group's tokens: the MoE layer on this GPU and its
+        dispatch + combine (module docstring)."""
+        fb, ep, m = self.fallback, self._ep, self.model
+        hi = self._max_tokens * self._ep_dp
+        G = integer_points(hi, self.params.dense_tokens, self.params.tokens_per_octave)
+        Gf = G.astype(np.float64)
+        Te = Gf / ep  # tokens of the profile with the same routed tokens per GPU
+        if layer.has("moe_experts") and self.tp == 1:  # measured with whole experts
+            n, k = shapes["moe_experts"]
+            X = pd.DataFrame({"num_tokens": Te, "n": n, "k": k})
+            measured = self._anchored(layer, "moe_experts", "num_tokens", X,
+                                      lambda x: self._op_roofline(x, n, k))
+            ratio = (np.asarray(fb._moe_roofline(Te, Gf, ep, np.maximum))
+                     / np.asarray(fb._moe_roofline(Te, Te, 1, np.maximum)))
+            moe = measured * ratio
+            self.sources["moe_experts"] = (f"{layer.origin} at tokens / {ep}, x the "
+                                           f"fallback's ratio for {m.num_experts // ep} of "
+                                           f"{m.num_experts} experts")
+        else:
+            moe = np.asarray(fb._ep_moe(Gf / self._ep_dp, Gf, np.maximum)) + 0.0 * Gf
+        comm = fb._ep_tok * Gf + fb._ep_lat
+        self._parts_G = {"mlp": TokenTable(G, moe, hi), "ep_comm": TokenTable(G, comm, hi)}
+        self._group = TokenTable(G, moe + comm, hi)
+
+    def _grp(self, Tg: int) -> float:
+        """Per-layer seconds of the MoE layer and its EP collectives for ``Tg`` group tokens
+        (beyond the table: linear from its last entry)."""
+        hi = self._group.hi
+        if Tg <= hi:
+            return self._group.cells[Tg]
+        self.out_of_range["beyond_table"] += 1
+        return self._group.cells[hi] * (Tg / hi)
 
     def _anchored(self, src: _Source, op: str, col: str, X: pd.DataFrame,
                   roof: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -613,13 +673,17 @@ class ProfiledModel(ExecutionModel):
         cc = min(ceq, t.axis.upper)
         return t.lookup(nc, cc) * (n / nc) * (ceq / cc) ** 2
 
-    def _combine(self, T: int, S: int, ap: Any, ad: Any, decode_only: bool) -> list:
-        """Per-stage seconds; ``ad`` may be a numpy array (``decode_steps``): only + and *."""
+    def _combine(self, T: int, S: int, ap: Any, ad: Any, decode_only: bool,
+                 Tg: int | None = None) -> list:
+        """Per-stage seconds; ``ad`` may be a numpy array (``decode_steps``): only + and *.
+        ``Tg``: the EP group's tokens (expert parallelism; None = every rank carries T)."""
         dense, first_t, last_t, sends = self._tok(T)
         first_s, last_s = self._seq(S)
         n = self._layers
         launch = self._launch_graph if decode_only else self._launch_eager
         body = n * (dense + ap + ad) + launch
+        if self._ep > 1:
+            body = body + n * self._grp(T * self._ep_dp if Tg is None else Tg)
         first = first_t + first_s
         last = last_t + last_s
         pp = self.pp
@@ -643,15 +707,17 @@ class ProfiledModel(ExecutionModel):
         prefill_chunks: Sequence[int],
         prefill_prior: Sequence[int],
         decode_kv: Sequence[int] | np.ndarray,
+        group_tokens: int | None = None,
     ) -> tuple[float, ...]:
-        """Seconds each pipeline stage spends on the batch, stage 0 first."""
+        """Seconds each pipeline stage spends on the batch, stage 0 first (``group_tokens``
+        as in :meth:`RooflineModel.stage_times`)."""
         D, Lsum = self._decode_sum(decode_kv)
         n = len(prefill_chunks)
         T = sum(prefill_chunks) + D
         ap = self._prefill_attn(prefill_chunks, prefill_prior)
         ad = self._decode_attn(D, Lsum, T - D)
         self._count(T, n + D)
-        return tuple(self._combine(T, n + D, ap, ad, n == 0))
+        return tuple(self._combine(T, n + D, ap, ad, n == 0, group_tokens))
 
     def decode_steps(self, decode_kv: np.ndarray, steps: int) -> np.ndarray:
         """Stage times of ``steps`` decode-only iterations, iteration j at ``decode_kv + j``;
@@ -684,6 +750,7 @@ class ProfiledModel(ExecutionModel):
         prefill_chunks: Sequence[int],
         prefill_prior: Sequence[int],
         decode_kv: Sequence[int] | np.ndarray,
+        group_tokens: int | None = None,
     ) -> list[dict[str, float]]:
         """Per stage, seconds per part (the roofline's ``PARTS``); each stage sums to
         ``stage_times`` up to rounding."""
@@ -701,6 +768,12 @@ class ProfiledModel(ExecutionModel):
         body["attention_prefill"] = n * self._prefill_attn(prefill_chunks, prefill_prior)
         body["attention_decode"] = n * self._decode_attn(nd, Lsum, ntok - nd)
         body["launch"] = self._launch_graph if n_p == 0 else self._launch_eager
+        if self._ep > 1:
+            Tg = ntok * self._ep_dp if group_tokens is None else group_tokens
+            gh = self._group.hi
+            gi, rg = (Tg, 1.0) if Tg <= gh else (gh, Tg / gh)
+            for k, tab in self._parts_G.items():
+                body[k] = n * tab.cells[gi] * rg
         out = []
         for s in range(self.pp):
             parts = dict.fromkeys(PARTS, 0.0)

@@ -11,6 +11,10 @@ into per-stage seconds using only ``+ - * /`` and an ``xmax`` argument. ``stage_
 calls it with Python scalars and builtin ``max``; ``decode_steps`` with numpy arrays and
 ``np.maximum``. IEEE-754 makes both give identical bits, which the engine's decode fast
 path relies on.
+
+Expert parallelism (``set_expert_parallel``, MoE models): the batch also carries the
+tokens of the whole EP group in the step (``group_tokens``), which set the expert work and
+the dispatch/combine traffic of every MoE layer on this GPU.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ PARTS = (
     "sampling",
     "cpu_overhead",
     "launch",
+    "ep_comm",
 )
 # The per-layer parts (already multiplied by the stage's layer count), in ``_body`` order.
 _BODY = (
@@ -57,6 +62,7 @@ _BODY = (
     "elementwise",
     "allreduce",
     "launch",
+    "ep_comm",
 )
 
 _FRACTIONS = ("gemm_efficiency", "attention_efficiency", "memory_efficiency", "comm_efficiency")
@@ -137,6 +143,16 @@ class RooflineModel(ExecutionModel):
       the vocab-parallel embedding), ``2 (tp-1)/tp * bytes / (link * comm_eff) + latency``.
     - Launches: ``kernels_per_layer`` per layer, or one CUDA-graph launch per stage for
       decode-only batches when ``cuda_graphs_decode``.
+    - Expert parallelism (``set_expert_parallel(ep)``, vLLM's ``--enable-expert-parallel``
+      with ``ep / tp`` data-parallel ranks): each GPU holds ``num_experts / ep`` whole
+      experts. Per MoE layer the hidden states (and router logits) of the ``Tg`` tokens of
+      all ranks in the step are all-gathered to every GPU, each GPU runs its experts on
+      the ``Tg * top_k / ep`` routed tokens that chose them, reading the weights of
+      ``min(num_experts / ep, Tg * top_k / ep)`` of them, and a reduce-scatter returns
+      each rank's tokens (vLLM's allgather_reducescatter dispatch). The two collectives
+      are priced as rings over the group's link: ``(ep-1)/ep * Tg * bytes / (link *
+      efficiency)`` plus one latency each (part ``ep_comm``). ``Tg`` defaults to every
+      rank carrying the same batch (``T * ep / tp``); the engine passes the real sum.
 
     Per stage: stage 0 adds the embedding lookup and the CPU overhead (base + per sequence);
     every stage but the last sends ``tokens * hidden`` activations to the next; the last
@@ -215,6 +231,14 @@ class RooflineModel(ExecutionModel):
         # The router is small and replicated on every TP rank.
         self._router = (_gemm(h, model.num_experts, dt, dt, F0, B) if self._moe
                         else (0.0, 0.0, 0.0))
+        # Whole experts (expert parallelism): not split by TP.
+        fe = model.ffn_size
+        self._eup = _gemm(h, up_mats * fe, wdt, dt, F, B)
+        self._edown = _gemm(fe, h, wdt, dt, F, B)
+        self._eact = (up_mats + 1) * fe * dt / B
+        self._ep = 1  # expert-parallel degree (set_expert_parallel)
+        self._ep_dp = 1  # data-parallel ranks of the EP group
+        self._ep_tok = self._ep_lat = 0.0
 
         # Memory-bound per-token costs: 2 norms (read + write, weights negligible), and
         # elementwise = 2 residual adds (read 2, write 1) + RoPE (read + write Q and K).
@@ -250,8 +274,14 @@ class RooflineModel(ExecutionModel):
     # ------------------------------------------------------------------ bandwidths
     def _tp_link_bw(self) -> float:
         """Bytes/s of the slowest hop of a TP ring inside one node."""
-        topo, tp = self.node.topology, self.tp
-        if topo == "nvswitch" or (topo == "pairwise_nvlink" and tp <= 2):
+        return self._group_link_bw(self.tp)
+
+    def _group_link_bw(self, n: int) -> float:
+        """Bytes/s of the slowest hop of a ring over ``n`` GPUs filling nodes in order."""
+        topo = self.node.topology
+        if n > self.node.gpus_per_node:
+            return self.node.inter_node_bw_gbps * 1e9
+        if topo == "nvswitch" or (topo == "pairwise_nvlink" and n <= 2):
             return self.sku.link_bw_gbps * 1e9
         return self.node.pcie_bw_gbps * 1e9
 
@@ -321,6 +351,70 @@ class RooflineModel(ExecutionModel):
             mlp = xmax(uf * T, uw + ua * T) + self._act * T + xmax(df * T, dw + da * T)
         return qkv, o, mlp
 
+    def _ep_moe(self, T, Tg, xmax: Callable):
+        """Seconds of one MoE layer on this GPU under expert parallelism: the router on
+        the rank's ``T`` tokens, then its ``num_experts / ep`` experts on their share of
+        the group's ``Tg`` tokens (see the class docstring)."""
+        return self._moe_roofline(T, Tg, self._ep, xmax)
+
+    def _moe_roofline(self, T, Tg, ep: int, xmax: Callable):
+        """Roofline seconds of one MoE layer on a GPU holding ``num_experts / ep`` whole
+        experts, ``T`` tokens through the router and ``Tg * top_k / ep`` routed tokens."""
+        rf, rw, ra = self._router
+        uf, uw, ua = self._eup
+        df, dw, da = self._edown
+        R = Tg * self._top_k / ep  # routed tokens on this GPU
+        used = -xmax(-self._experts / ep, -R)  # min(local experts, routed tokens)
+        return (
+            xmax(rf * T, rw + ra * T)
+            + xmax(uf * R, uw * used + ua * R)
+            + self._eact * R
+            + xmax(df * R, dw * used + da * R)
+        )
+
+    def _ep_comm_terms(self, efficiency: float, latency_s: float) -> tuple[float, float]:
+        """(seconds per group token, fixed seconds) of one MoE layer's dispatch (ring
+        all-gather of hidden states and router logits) and combine (ring reduce-scatter of
+        hidden states) over the EP group's link."""
+        m, ep = self.model, self._ep
+        nbytes = (2 * m.hidden_size + m.num_experts) * m.dtype_bytes
+        link = self._group_link_bw(ep)
+        return (ep - 1) / ep * nbytes / (link * efficiency), 2 * latency_s
+
+    def set_expert_parallel(self, ep: int, comm_efficiency: float | None = None,
+                            latency_s: float | None = None) -> None:
+        """Price this replica as one data-parallel rank of an EP group of ``ep`` GPUs
+        (``ep / tp`` ranks); ``ep = 1`` is the default, experts split by TP.
+
+        The dispatch/combine collectives use ``comm_efficiency`` of the link and
+        ``latency_s`` per collective (default: ``params.comm_efficiency`` and
+        ``allreduce_latency_s``; the engine passes a calibrated model's all-reduce fit for
+        ``ep`` GPUs)."""
+        m, tp = self.model, self.tp
+        if not isinstance(ep, int) or isinstance(ep, bool) or ep < 1:
+            raise ConfigError("parallel.expert_parallel", ep, "must be an integer >= 1")
+        if ep > 1 and not m.is_moe:
+            raise ConfigError("parallel.expert_parallel", ep,
+                              f"must be 1: {m.name} is a dense model")
+        if m.num_experts % ep or ep % tp:
+            raise ConfigError("parallel.expert_parallel", ep,
+                              f"must divide {m.name}'s {m.num_experts} experts and be a "
+                              f"multiple of tensor_parallel={tp}")
+        P = self.params
+        self._ep, self._ep_dp = ep, ep // tp
+        if ep == 1:
+            self._ep_tok = self._ep_lat = 0.0
+        else:
+            eff = P.comm_efficiency if comm_efficiency is None else comm_efficiency
+            lat = P.allreduce_latency_s if latency_s is None else latency_s
+            self._ep_tok, self._ep_lat = self._ep_comm_terms(eff, lat)
+        self._scalar = None
+
+    @property
+    def expert_parallel(self) -> int:
+        """GPUs of the EP group this replica belongs to (1: no expert parallelism)."""
+        return self._ep
+
     def _attention(self, units, Tp, pkv, D, Lsum, xmax: Callable) -> tuple:
         """Seconds of one layer's (prefill attention, decode attention); see ``_body``."""
         ap = xmax(self._ap_f * units, self._kv_tok * pkv + self._qo_tok * Tp)
@@ -333,18 +427,28 @@ class RooflineModel(ExecutionModel):
         return xmax(lf * S, lw + la * S)
 
     # ------------------------------------------------------------------ the model
-    def _body(self, T, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable) -> tuple:
+    def _body(self, T, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable,
+              Tg=None) -> tuple:
         """Seconds of one stage's layers, per part in ``_BODY`` order.
 
         ``T`` tokens, prefill ``units`` = sum c (2p + c + 1), ``Tp`` prefill tokens, ``pkv``
-        prefill KV tokens read = sum (p + c), ``D`` decodes with context sum ``Lsum``.
-        Only ``+ - * /`` and ``xmax``: bit-identical for Python scalars and numpy arrays.
+        prefill KV tokens read = sum (p + c), ``D`` decodes with context sum ``Lsum``;
+        with expert parallelism, ``Tg`` tokens in the EP group's step (None: every rank
+        carries ``T``). Only ``+ - * /`` and ``xmax``: bit-identical for Python scalars
+        and numpy arrays.
         """
         n = self._layers
         qkv, o, mlp = self._gemms(T, xmax)
         qkv = n * qkv
         o = n * o
-        mlp = n * mlp
+        if self._ep > 1:
+            if Tg is None:
+                Tg = T * self._ep_dp
+            mlp = n * self._ep_moe(T, Tg, xmax)
+            ep_comm = n * (self._ep_tok * Tg + self._ep_lat)
+        else:
+            mlp = n * mlp
+            ep_comm = 0.0
         norm = n * (self._norm * T + self._norm_w)
         elem = n * (self._elem * T)
         ap, ad = self._attention(units, Tp, pkv, D, Lsum, xmax)
@@ -352,7 +456,7 @@ class RooflineModel(ExecutionModel):
         ad = n * ad
         ar = n * (2 * (self._ar_tok * T + self._ar_lat))
         launch = self._launch_graph if decode_only else self._launch_eager
-        return (qkv, ap, ad, o, mlp, norm, elem, ar, launch)
+        return (qkv, ap, ad, o, mlp, norm, elem, ar, launch, ep_comm)
 
     def _edges(self, T, S, xmax: Callable) -> tuple:
         """(embedding, embedding all-reduce, cpu, final norm, lm_head, sampling, sends)."""
@@ -365,12 +469,15 @@ class RooflineModel(ExecutionModel):
         sends = [tok * T + lat for tok, lat in self._send]
         return embed, embed_ar, cpu, fnorm, lm, sample, sends
 
-    def _totals(self, T, S, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable) -> list:
+    def _totals(self, T, S, units, Tp, pkv, D, Lsum, decode_only, xmax: Callable,
+                Tg=None) -> list:
         """Per-stage seconds from the batch features: the single formula of both paths."""
-        qkv, ap, ad, o, mlp, norm, elem, ar, launch = self._body(
-            T, units, Tp, pkv, D, Lsum, decode_only, xmax
+        qkv, ap, ad, o, mlp, norm, elem, ar, launch, ep_comm = self._body(
+            T, units, Tp, pkv, D, Lsum, decode_only, xmax, Tg
         )
         body = qkv + ap + ad + o + mlp + norm + elem + ar + launch
+        if self._ep > 1:
+            body = body + ep_comm
         embed, embed_ar, cpu, fnorm, lm, sample, sends = self._edges(T, S, xmax)
         first = embed + embed_ar + cpu
         last = fnorm + lm + sample
@@ -488,10 +595,18 @@ class RooflineModel(ExecutionModel):
         prefill_chunks: Sequence[int],
         prefill_prior: Sequence[int],
         decode_kv: Sequence[int] | np.ndarray,
+        group_tokens: int | None = None,
     ) -> tuple[float, ...]:
-        """Seconds each pipeline stage spends on the batch, stage 0 first."""
+        """Seconds each pipeline stage spends on the batch, stage 0 first.
+
+        ``group_tokens``: with expert parallelism, the tokens of every rank of the EP
+        group in this step (the MoE layers' work and traffic); None = every rank carries
+        this batch. Ignored without expert parallelism."""
+        features = self._features(prefill_chunks, prefill_prior, decode_kv)
+        if group_tokens is not None and self._ep > 1:
+            return tuple(self._totals(*features, max, group_tokens))
         f = self._scalar or self._set_scalar()
-        return tuple(f(*self._features(prefill_chunks, prefill_prior, decode_kv)))
+        return tuple(f(*features))
 
     def _set_scalar(self) -> Callable:
         self._scalar = self._scalar_totals()
@@ -546,14 +661,16 @@ class RooflineModel(ExecutionModel):
         prefill_chunks: Sequence[int],
         prefill_prior: Sequence[int],
         decode_kv: Sequence[int] | np.ndarray,
+        group_tokens: int | None = None,
     ) -> list[dict[str, float]]:
-        """Per stage, seconds per part (``PARTS``); each stage sums to ``stage_times``."""
+        """Per stage, seconds per part (``PARTS``); each stage sums to ``stage_times``
+        (``group_tokens`` as there)."""
         T, S, units, Tp, pkv, D, Lsum, decode_only = self._features(
             prefill_chunks, prefill_prior, decode_kv
         )
-        body = dict(
-            zip(_BODY, self._body(T, units, Tp, pkv, D, Lsum, decode_only, max), strict=True)
-        )
+        Tg = group_tokens if self._ep > 1 else None
+        body = dict(zip(_BODY, self._body(T, units, Tp, pkv, D, Lsum, decode_only, max, Tg),
+                        strict=True))
         embed, embed_ar, cpu, fnorm, lm, sample, sends = self._edges(T, S, max)
         out = []
         for s in range(self.pp):
@@ -574,9 +691,11 @@ class RooflineModel(ExecutionModel):
 
     # ------------------------------------------------------------------ sizes
     def weight_bytes_per_gpu(self) -> float:
-        """Weight bytes on the most loaded GPU: its stage's layers / tp, plus the embedding
-        on stage 0 and the LM head on the last stage (both when ``pp == 1``)."""
-        return memory.weight_bytes_per_gpu(self.model, self.tp, self.pp, self.precision)
+        """Weight bytes on the most loaded GPU: its stage's layers / tp (experts / ep
+        with expert parallelism), plus the embedding on stage 0 and the LM head on the
+        last stage (both when ``pp == 1``)."""
+        return memory.weight_bytes_per_gpu(self.model, self.tp, self.pp, self.precision,
+                                           self._ep)
 
     def activation_bytes_per_gpu(self, max_tokens: int, max_seqs: int | None = None) -> float:
         """Transient-memory headroom for the largest batch (see ``memory``):
