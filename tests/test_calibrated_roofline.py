@@ -3,6 +3,7 @@ physics (monotonic costs) and agreement with measured rows of the reference data
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,31 @@ def test_unlisted_sku_and_node_fall_back() -> None:
     assert m.stage_times([128], [0], [])[0] > 0
 
 
+def test_decode_fixed_cost_is_spread_over_the_sms() -> None:
+    """Decode attention's cost per (sequence, KV head) is fixed work on one SM: a GPU with
+    twice the SMs (the same spec sheet otherwise) spends half of it; an SKU whose SM count
+    is unknown (0) keeps the figure of the GPU the curve was fitted on."""
+    assert all(spec.sm_count > 0 for spec in CAT.skus.values())
+    cal = load_calibration()
+    for name, entry in cal.skus.items():
+        donor = entry.scaled_from or name
+        assert entry.attention_decode.sms == CAT.sku(donor).sm_count
+    dc = cal.skus["a100-80gb"].attention_decode
+    assert dc.item_seconds(0) == dc.item_seconds(108) == pytest.approx(dc.per_item_us * 1e-6)
+    assert dc.item_seconds(216) == pytest.approx(dc.item_seconds(108) / 2)
+    base = CAT.sku("a100-80gb")
+    model = CAT.model("llama-3-8b")
+    times = {}
+    for sms in (108, 216, 0):
+        sku = replace(base, name=f"a100-{sms}-sms", sm_count=sms)
+        m = CalibratedModel(model, sku, CAT.node("dgx-a100"), 1, 1)
+        assert m.sku_calibration.name == "a100-80gb"  # the same curves, other SM count
+        times[sms] = _per_layer(m, ([], [], [64] * 256), "attention_decode")
+    assert times[0] == pytest.approx(times[108], rel=1e-12)
+    kv_heads = model.num_kv_heads
+    assert times[108] - times[216] == pytest.approx(dc.item_seconds(216) * 256 * kv_heads)
+
+
 def test_bad_calibration_file_names_the_field(tmp_path: Path) -> None:
     text = CALIBRATION_PATH.read_text().replace("e_flops: 0.", "e_flops: 3.", 1)
     bad = tmp_path / "calibration.yaml"
@@ -132,6 +158,9 @@ def test_bad_calibration_file_names_the_field(tmp_path: Path) -> None:
         load_calibration(str(bad))
     bad.write_text(CALIBRATION_PATH.read_text().replace("latency_us:", "latncy_us:", 1))
     with pytest.raises(ConfigError, match="unknown key"):
+        load_calibration(str(bad))
+    bad.write_text(CALIBRATION_PATH.read_text().replace(" sms: 108.0,", "", 1))
+    with pytest.raises(ConfigError, match=r"attention_decode\.sms"):
         load_calibration(str(bad))
 
 

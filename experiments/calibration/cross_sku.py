@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +29,16 @@ from fit_roofline import (
     DEFAULT_REFERENCE,
     MEASURED_SKUS,
     SEND_SOURCES,
+    SkuFit,
+    _decode_curve,
+    _logit,
     allreduce_rows,
     decode_rows,
     fit_kernel,
     fit_sku,
     gemm_rows,
     hop_bandwidths,
+    levenberg_marquardt,
     link_seconds,
     prefill_rows,
     send_rows,
@@ -66,7 +71,7 @@ def predict(curves: object, family: str, rows: pd.DataFrame, sku: str) -> np.nda
     curve = getattr(curves, family)
     if family == "attention_decode":
         return curve.seconds(rows.flops.to_numpy(), rows.bytes.to_numpy(),
-                             rows["items"].to_numpy(), peak, bw)
+                             rows["items"].to_numpy(), peak, bw, spec.sm_count)
     return curve.seconds(rows.flops.to_numpy(), rows.bytes.to_numpy(), peak, bw)
 
 
@@ -89,6 +94,64 @@ def ape_table(curves: object, rows: dict[str, pd.DataFrame], sku: str, label: st
     overall = weighted_quantile(np.concatenate(all_e), np.concatenate(all_w), 0.5)
     print(f"  {label:<22} overall median (families weighted equally) = {overall:.1f}%")
     return overall
+
+
+def decode_pinned(rows: pd.DataFrame, sku: str, pin: str) -> object:
+    """The decode curve of ``sku`` with its fixed cost pinned to one term: ``latency``
+    (``bytes_half`` = 0, the same time on every SKU) or ``bandwidth`` (``latency`` = 0, a
+    time that scales with 1 / bandwidth). Least squares on the log error."""
+    spec = load_catalogue().sku(sku)
+    peak, bw, sms = spec.bf16_tflops * 1e12, spec.mem_bw_gbps * 1e9, spec.sm_count
+    F, B, S, t = (rows[c].to_numpy() for c in ("flops", "bytes", "items", "t"))
+
+    def curve(th: np.ndarray) -> object:
+        c = _decode_curve(th, 1.0, sms)
+        return replace(c, bytes_half=0.0) if pin == "latency" else replace(c, latency_us=0.0)
+
+    def res(th: np.ndarray) -> np.ndarray:
+        return (np.log(curve(th).seconds(F, B, S, peak, bw, sms)) - np.log(t)) / len(t) ** 0.5
+
+    th0 = np.array([_logit(0.8 / 0.98), _logit(7 / 12), _logit(0.002), _logit(0.1)])
+    return curve(levenberg_marquardt(res, th0)[0])
+
+
+def diagnostics(ref: Path, rows: dict[str, dict[str, pd.DataFrame]], a100: SkuFit) -> None:
+    """What the A100 -> H100 transfer cannot see on a spec sheet: measured fractions of
+    spec-sheet bandwidth, decode attention's fixed time, and the transfer with H100's own
+    asymptotic efficiencies swapped in (a diagnosis, not a rule: it uses H100's fit)."""
+    cat = load_catalogue()
+    print("diagnostics: fraction of spec-sheet bandwidth reached by GEMVs of >= 256 MB and "
+          "decode attention of >= 1 GB, decode time at context <= 128 (medians)")
+    for sku in MEASURED_SKUS:
+        bw = cat.sku(sku).mem_bw_gbps * 1e9
+        g = rows[sku]["gemm"]
+        g = g[(g.m <= 64) & (g.bytes >= 2**28)]
+        parts = [f"GEMV (m <= 64) {src[:6]} {np.median(q.bytes / q.t / bw):.2f}"
+                 for src, q in g.groupby("source")]
+        d = rows[sku]["attention_decode"]
+        big, small = d[d.bytes >= 2**30], d[d.L <= 128]
+        parts.append(f"decode attention {np.median(big.bytes / big.t / bw):.2f}")
+        parts += [f"{name} {np.median(small[m].t) * 1e6:.1f} us" for name, m in
+                  (("b=1", small.b == 1), ("b=2-8", (small.b >= 2) & (small.b <= 8)))]
+        print(f"  {sku:<10} " + ", ".join(parts))
+    h = load_calibration().skus["h100-sxm"]
+    swapped = SkuFit(replace(a100.gemm, e_bytes=h.gemm.e_bytes),
+                     replace(a100.attention_prefill, e_flops=h.attention_prefill.e_flops),
+                     replace(a100.attention_decode, e_bytes=h.attention_decode.e_bytes))
+    print("diagnostics: A100 curves with H100's fitted e_bytes (GEMM, decode) and e_flops "
+          "(prefill)")
+    ape_table(swapped, rows["h100-sxm"], "h100-sxm", "a100+h100 asymptotes")
+    print("diagnostics: decode with the fixed cost pinned to one term (median APE)")
+    for pin in ("latency", "bandwidth"):
+        out = []
+        for src, dst in (("a100-80gb", "h100-sxm"), ("h100-sxm", "h200")):
+            c = decode_pinned(rows[src]["attention_decode"], src, pin)
+            r, spec = rows[dst]["attention_decode"], cat.sku(dst)
+            p = c.seconds(r.flops.to_numpy(), r.bytes.to_numpy(), r["items"].to_numpy(),
+                          spec.bf16_tflops * 1e12, spec.mem_bw_gbps * 1e9, spec.sm_count)
+            err = np.median(np.abs(p / r.t.to_numpy() - 1)) * 100
+            out.append(f"{src[:4]}->{dst[:4]} {err:.1f}%")
+        print(f"  fixed cost in {pin:<9}: " + ", ".join(out))
 
 
 def collectives_report(ref: Path) -> None:
@@ -156,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
                              hs.mem_bw_gbps * 1e9) / vh.t.to_numpy() - 1) * 100
     print(f"  a100->h100 gemm, Vidur rows only (one software stack): median="
           f"{np.median(e):.1f}% p95={np.percentile(e, 95):.1f}%")
+
+    diagnostics(ref, rows, a100)
 
     print("in-sample: packaged calibration.yaml vs each measured SKU's rows (APE)")
     cal = load_calibration()

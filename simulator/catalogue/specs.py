@@ -82,6 +82,7 @@ class SkuSpec:
     price_per_hour: float  # on-demand USD per GPU-hour
     price_source: str = ""
     fp8_tflops: float = 0.0  # dense fp8 peak; 0 = not supported
+    sm_count: int = 0  # streaming multiprocessors (spec sheet); 0 = unknown
 
     @property
     def memory_bytes(self) -> float:

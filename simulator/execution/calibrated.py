@@ -14,7 +14,9 @@ The constants live in ``calibration.yaml`` next to this module, written by
 - Decode attention (``DecodeCurve``): ``lat + per_item * D * kv_heads + max(F / (peak *
   e_f), (B + B_half) / (bw * e_b))`` for ``D`` sequences (one work item per sequence and
   KV head on the GPU); linear in the context sum, as the engine's bit-exact decode fast
-  path needs (``ExecutionModel`` docstring).
+  path needs (``ExecutionModel`` docstring). ``per_item`` is a fixed time per work item
+  on one SM, spread over the SMs: a GPU with ``S`` SMs (``SkuSpec.sm_count``) takes
+  ``per_item_us * sms / S``, where ``sms`` is the SM count of the GPU it was fitted on.
 - Collectives: a TP all-reduce of ``b`` bytes over ``n`` GPUs takes
   ``lat + 2 (n-1)/n * b / (eff * link)`` (ring), a PP send ``lat + b / (eff * link)``,
   with ``link`` the roofline's nominal bandwidth of the slowest hop.
@@ -22,7 +24,7 @@ The constants live in ``calibration.yaml`` next to this module, written by
 Everything else (norms, activations, embedding, CPU, launch and sampling overheads) is the
 roofline's, from ``RooflineParams``. Curves are fractions of the SKU's spec-sheet peak,
 so an SKU without measurements uses the curves of its ``scaled_from`` SKU with its own
-peak FLOP/s and bandwidth; an SKU or node missing from the file (a user catalogue) falls
+peak FLOP/s, bandwidth and SM count; an SKU or node missing from the file (a user catalogue) falls
 back as ``Calibration.for_sku`` and ``Calibration.for_node`` describe.
 """
 
@@ -117,7 +119,8 @@ class DecodeCurve:
     e_flops: float
     e_bytes: float
     bytes_half: float  # bytes-equivalent of the ramp: the kernel costs (B + bytes_half)
-    per_item_us: float  # GPU time per (sequence, KV head on the GPU) work item
+    per_item_us: float  # GPU time per (sequence, KV head on the GPU) work item ...
+    sms: float  # ... on a GPU with this many SMs (the one the curve was fitted on)
     latency_us: float
 
     @classmethod
@@ -129,16 +132,25 @@ class DecodeCurve:
             e_bytes=_field(path, raw, "e_bytes", 1e-3, 2.0),
             bytes_half=_field(path, raw, "bytes_half", 0.0, 1e15),
             per_item_us=_field(path, raw, "per_item_us", 0.0, 1e3),
+            sms=_field(path, raw, "sms", 1.0, 1e4),
             latency_us=_field(path, raw, "latency_us", 0.0, 1e4),
         )
 
-    def seconds(self, flops: Any, nbytes: Any, items: Any, peak: float, bw: float) -> Any:
-        """Kernel time for ``items`` >= 1 (sequence, KV head) pairs (numpy arrays allowed)."""
+    def item_seconds(self, sm_count: int) -> float:
+        """Time per work item on a GPU with ``sm_count`` SMs: the fixed work of one item
+        runs on one SM, so more SMs do more items at once. ``sm_count`` 0 (unknown) keeps
+        the fitted GPU's figure."""
+        return self.per_item_us * 1e-6 * (self.sms / sm_count if sm_count > 0 else 1.0)
+
+    def seconds(self, flops: Any, nbytes: Any, items: Any, peak: float, bw: float,
+                sm_count: int = 0) -> Any:
+        """Kernel time for ``items`` >= 1 (sequence, KV head) pairs (numpy arrays allowed)
+        on a GPU with ``sm_count`` SMs (0: as fitted)."""
         c = flops / (peak * self.e_flops)
         m = (nbytes + self.bytes_half) / (bw * self.e_bytes)
         both = np.maximum(c, m) if isinstance(c, np.ndarray) or isinstance(m, np.ndarray) \
             else max(c, m)
-        return self.latency_us * 1e-6 + self.per_item_us * 1e-6 * items + both
+        return self.latency_us * 1e-6 + self.item_seconds(sm_count) * items + both
 
 
 @dataclass(frozen=True)
@@ -339,7 +351,7 @@ class CalibratedModel(RooflineModel):
         self._dc_qo = self._qo_bytes / mem
         self._dc_half = dc.bytes_half / mem
         self._dc_lat = dc.latency_us * 1e-6
-        self._dc_seq = dc.per_item_us * 1e-6 * memory.kv_heads_per_gpu(model, tp)
+        self._dc_seq = dc.item_seconds(sku.sm_count) * memory.kv_heads_per_gpu(model, tp)
 
     # ------------------------------------------------------------------ collectives
     def _allreduce_terms(self) -> tuple[float, float]:
