@@ -367,17 +367,38 @@ class Sweep:
                 remaining = max(0, self.app["search"]["num_trials"]
                                 - completed_in_study(storage, study))
             out.append(StudyPlan(name, ctx, finished, remaining, study,
-                                 self._warm_points(name)))
+                                 self._warm_points(name, ctx, finished) if remaining else []))
         return out
 
-    def _warm_points(self, workload: str) -> list[dict[str, Any]]:
-        k = int(self.app["search"].get("warm_start_points", 0))
-        if self.warm is None or k <= 0 or self.app["search"]["sampler"] == "grid":
+    def _warm_points(self, workload: str, ctx: TrialContext,
+                     finished: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        """The points the sampler measures first: the previous run's best plans (nightly
+        warm start), then the fluid model's best candidates (``vidur_search.prior``);
+        none already measured in this output folder (a resumed sweep does not spend its
+        budget on them again)."""
+        search = self.app["search"]
+        if search["sampler"] == "grid":
             return []
-        prev = self.warm[(self.warm["workload"] == workload) & (self.warm["status"] == "ok")]
-        prev = prev.sort_values("capacity_per_dollar", ascending=False)
-        keys = self.space.by_key()
-        return [self.sampled.encode(keys[key]) for key in prev["key"] if key in keys][:k]
+        first: list[Candidate] = []
+        k = int(search.get("warm_start_points", 0))
+        if self.warm is not None and k > 0:
+            prev = self.warm[(self.warm["workload"] == workload)
+                             & (self.warm["status"] == "ok")]
+            prev = prev.sort_values("capacity_per_dollar", ascending=False)
+            keys = self.space.by_key()
+            first += [keys[key] for key in prev["key"] if key in keys][:k]
+        k = int(search.get("prior_points", 0))
+        if k > 0:
+            from vidur_search.prior import prior_points, rank_candidates
+
+            t0 = time.perf_counter()
+            ranked = rank_candidates(ctx, self.space.candidates)
+            chosen = prior_points(ranked, k)
+            self._say(f"{workload}: fluid model ranked {len(ranked)} candidates in "
+                      f"{time.perf_counter() - t0:.1f} s; measuring its {len(chosen)} best "
+                      "first")
+            first += [c for c in chosen if c not in first]
+        return [self.sampled.encode(c) for c in first if c.key not in finished]
 
     def run(self) -> pd.DataFrame:
         """Run every study; returns the whole trials table (this run's and earlier rows)."""

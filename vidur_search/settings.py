@@ -89,6 +89,7 @@ class SearchSettings:
     capacity: CapacityConfig = field(default_factory=CapacityConfig)
     storage: str = ""  # Optuna storage URL; "" = sqlite in the output (or nightly) folder
     warm_start_points: int = 5  # nightly: previous best plans re-measured first
+    prior_points: int = 8  # TPE/NSGA-II: the fluid model's best candidates measured first
 
 
 @dataclass
@@ -174,6 +175,9 @@ def check(app: dict[str, Any]) -> None:
     one_of("output.mode", app["output"]["mode"], MODES)
     if search["num_trials"] < 1:
         raise ConfigError("search.num_trials", search["num_trials"], "an integer >= 1")
+    for key in ("warm_start_points", "prior_points"):
+        if search[key] < 0:
+            raise ConfigError(f"search.{key}", search[key], "an integer >= 0 (0 = none)")
     cap = search["capacity"]
     one_of("search.capacity.replica_scaling", cap["replica_scaling"], REPLICA_SCALING)
     if cap["min_requests_per_replica"] < 10:
