@@ -19,7 +19,7 @@ against):
   (``ReplicaScheduler.fast_forward``);
 - schedulers with decode cohorts (``ReplicaScheduler.enable_cohort``; Sarathi) hand over
   their steady decodes as a count and a context sum instead of a list, for execution
-  models with ``stage_times_sum`` (the roofline and calibrated models);
+  models with ``stage_times_sum`` (the roofline, calibrated and profiled models);
 - a batch end (one stage) or a stage-0 SCHEDULE (pipelines) that would be the next event
   popped anyway is handled without going through the heap (still counted as an event).
 

@@ -91,20 +91,34 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
                     ) -> list[tuple[Candidate, float]]:
     """Every candidate with its estimated capacity per dollar (QPS per $/h), best first;
     ties (the fluid model sees no difference, e.g. a batch cap that never binds) keep the
-    larger batch cap first."""
+    larger batch cap first. Candidates of one layout (SKU, TP, PP) share one execution
+    model, the one whose tables cover the layout's largest batch cap and chunk (measured
+    profiles build a table per range; the roofline kinds share it anyway)."""
+    widest: dict[tuple[str, int, int], Candidate] = {}
+    for cand in candidates:
+        layout = (cand.sku, cand.tp, cand.pp)
+        best = widest.get(layout)
+        if best is None or (cand.batch_cap, cand.chunk_size) > (best.batch_cap,
+                                                                  best.chunk_size):
+            widest[layout] = cand
     scored = []
     lengths: tuple[np.ndarray, np.ndarray] | None = None
     for cand in candidates:
-        one = Candidate(cand.sku, cand.tp, cand.pp, 1, cand.scheduler, cand.batch_cap,
-                        cand.chunk_size)
-        cfg = simulation_config(ctx.base, one, ctx.requests_per_replica)
+        cfg = simulation_config(ctx.base, _one_replica(cand), ctx.requests_per_replica)
         if lengths is None:  # the workload's lengths do not depend on the candidate
             reqs = generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
             lengths = (reqs.num_prefill, reqs.num_decode)
-        qps = estimate_capacity(cfg, execution_model(cfg), *lengths, ctx.slo)
+        wide = simulation_config(ctx.base, _one_replica(widest[(cand.sku, cand.tp, cand.pp)]),
+                                 ctx.requests_per_replica)
+        qps = estimate_capacity(cfg, execution_model(wide), *lengths, ctx.slo)
         cost = ctx.prices[cand.sku] * cand.num_gpus
         scored.append((cand, qps * cand.replicas / cost))
     return sorted(scored, key=lambda cv: (-cv[1], -cv[0].batch_cap, cv[0].key))
+
+
+def _one_replica(cand: Candidate) -> Candidate:
+    return Candidate(cand.sku, cand.tp, cand.pp, 1, cand.scheduler, cand.batch_cap,
+                     cand.chunk_size)
 
 
 def prior_points(ranked: Sequence[tuple[Candidate, float]], k: int) -> list[Candidate]:

@@ -53,10 +53,18 @@ _MODELS: dict[str, ExecutionModel] = {}
 
 def execution_model(cfg: SimulationConfig) -> ExecutionModel:
     """The (per-process cached) execution model of ``cfg``: built once per worker for each
-    (model, catalogue, SKU, node, TP, PP, execution settings)."""
+    distinct set of what ``build_execution_model`` reads (model, catalogue, SKU, node, TP,
+    PP, EP, precision, execution settings and, for measured profiles, the batch and token
+    range their lookup tables cover), so a trial's result never depends on which trial
+    the worker ran before."""
+    sched = cfg.scheduler
+    table_range = ([sched.max_batch_size, sched.max_tokens_per_batch, sched.chunk_size]
+                   if cfg.execution.kind == "profiled" else [])
     key = json.dumps([cfg.model, cfg.catalogue, cfg.sku, cfg.node_spec.name,
                       cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel,
-                      dataclasses.asdict(cfg.execution)], sort_keys=True, default=str)
+                      cfg.parallel.expert_parallel, dataclasses.asdict(cfg.precision),
+                      dataclasses.asdict(cfg.execution), table_range],
+                     sort_keys=True, default=str)
     if key not in _MODELS:
         _MODELS[key] = build_execution_model(cfg)
     return _MODELS[key]

@@ -299,9 +299,11 @@ class CalibratedModel(RooflineModel):
 
     Per layer and GPU, every GEMM (QKV, O, MLP up and down, MoE router, LM head) is one
     kernel of ``m = tokens`` rows through ``KernelCurve`` (MoE experts: one grouped kernel
-    over the routed tokens and the used experts' weights); prefill attention is one kernel
-    over all prefill chunks of the batch; decode attention one ``DecodeCurve`` kernel over
-    all decodes. Costs that depend only on the token count are memoised per count.
+    over the routed tokens and the used experts' weights; with expert parallelism the
+    same kernels over the GPU's whole experts and their share of the EP group's routed
+    tokens, ``_ep_moe``); prefill attention is one kernel over all prefill chunks of the
+    batch; decode attention one ``DecodeCurve`` kernel over all decodes. Costs that depend
+    only on the token counts are memoised per count.
 
     ``precision`` as in ``RooflineModel``: FP8 weights put the layers' GEMM kernels at the
     SKU's fp8 peak with one byte per weight (the curve fitted on bf16 GEMMs is assumed to
@@ -326,6 +328,7 @@ class CalibratedModel(RooflineModel):
         self.node_calibration = cal.for_node(node)
         self._gemm_cache: dict[int, tuple[float, float, float]] = {}
         self._lm_cache: dict[int, float] = {}
+        self._ep_cache: dict[tuple, float] = {}  # (ep, T, Tg) -> ``_ep_moe``
         dt = model.dtype_bytes
         self._peak = (sku.fp8_tflops if dt == 1 and sku.fp8_tflops > 0 else sku.bf16_tflops) * 1e12
         self._wdt = precision.weight_bytes(model)
@@ -413,6 +416,34 @@ class CalibratedModel(RooflineModel):
             mlp = self._gemm(t, h, up) + self._act * t + self._gemm(t, f, h)
         out = (qkv, o, mlp)
         self._gemm_cache[T] = out
+        return out
+
+    def _ep_moe(self, T, Tg, xmax: Callable):
+        """One MoE layer on this GPU under expert parallelism, through the GEMM curve as
+        the MoE of ``_gemms``: the router kernel on the rank's ``T`` tokens, then one
+        grouped kernel each for the up and down projections of the GPU's ``num_experts /
+        ep`` whole experts (not split by TP) over the ``Tg * top_k / ep`` routed tokens that
+        chose them, reading the weights of ``min(num_experts / ep, routed)`` experts.
+        ``T`` and ``Tg`` may be numpy arrays (the profiled model tabulates it); for Python
+        numbers the result is memoised per (ep, T, Tg)."""
+        m, ep = self.model, self._ep
+        key = None if isinstance(T, np.ndarray) or isinstance(Tg, np.ndarray) else (ep, T, Tg)
+        if key is not None:
+            cached = self._ep_cache.get(key)
+            if cached is not None:
+                return cached
+        h, fe = m.hidden_size, m.ffn_size
+        up = (2 if m.gated_mlp else 1) * fe
+        R = Tg * m.experts_top_k / ep  # routed tokens on this GPU
+        used = -xmax(-m.num_experts / ep, -R)  # min(local experts, routed tokens)
+        out = (
+            self._gemm(T, h, m.num_experts, quantised=False)
+            + self._gemm(R, h, up, used)
+            + self._eact * R
+            + self._gemm(R, fe, h, used)
+        )
+        if key is not None:
+            self._ep_cache[key] = out
         return out
 
     def _lm_head(self, S, xmax: Callable):

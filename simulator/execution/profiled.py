@@ -55,8 +55,11 @@ scale the table's last entry linearly and count as ``"beyond_table"``.
 Prefill attention of ``n`` chunks ``(c_i, p_i)`` is looked up as ``n`` chunks of the
 equal-work chunk ``c`` with ``c (c + 1) = mean(c_i (2 p_i + c_i + 1))`` and no prior
 context (Vidur's reduction; the tables are measured from an empty cache); decode attention
-of ``D`` sequences as ``D`` sequences of the mean context. ``decode_steps`` uses the same
-arithmetic as ``stage_times`` on numpy arrays, so the two agree bit for bit.
+of ``D`` sequences as ``D`` sequences of the mean context (the profiler measures batches
+of equal KV lengths), so decodes enter only through their count and context sum:
+``stage_times_sum`` and ``decode_steps_sum`` (the engine's decode cohorts) take just those.
+``decode_steps`` uses the same arithmetic as ``stage_times`` on numpy arrays, so the two
+agree bit for bit.
 """
 
 from __future__ import annotations
@@ -712,6 +715,25 @@ class ProfiledModel(ExecutionModel):
         """Seconds each pipeline stage spends on the batch, stage 0 first (``group_tokens``
         as in :meth:`RooflineModel.stage_times`)."""
         D, Lsum = self._decode_sum(decode_kv)
+        return self._stage_times(prefill_chunks, prefill_prior, D, Lsum, group_tokens)
+
+    def stage_times_sum(
+        self,
+        prefill_chunks: Sequence[int],
+        prefill_prior: Sequence[int],
+        num_decodes: int,
+        decode_kv_sum: int,
+    ) -> tuple[float, ...]:
+        """``stage_times`` from the decodes' count and context sum alone, for the engine's
+        decode cohorts: the decodes are priced as ``num_decodes`` sequences of the mean
+        context (the profiles measure batches of equal KV lengths), so these two numbers
+        are all ``stage_times`` reads of them; identical bits."""
+        return self._stage_times(prefill_chunks, prefill_prior, num_decodes,
+                                 int(decode_kv_sum), None)
+
+    def _stage_times(self, prefill_chunks: Sequence[int], prefill_prior: Sequence[int],
+                     D: int, Lsum: int, group_tokens: int | None) -> tuple[float, ...]:
+        """The one scalar formula of ``stage_times`` and ``stage_times_sum``."""
         n = len(prefill_chunks)
         T = sum(prefill_chunks) + D
         ap = self._prefill_attn(prefill_chunks, prefill_prior)
@@ -723,14 +745,19 @@ class ProfiledModel(ExecutionModel):
         """Stage times of ``steps`` decode-only iterations, iteration j at ``decode_kv + j``;
         the same lookups and arithmetic as ``stage_times`` on arrays (identical bits)."""
         kv = np.asarray(decode_kv, dtype=np.int64)
-        nd = kv.shape[0]
+        return self.decode_steps_sum(kv.shape[0], int(kv.sum()), steps)
+
+    def decode_steps_sum(self, num_decodes: int, decode_kv_sum: int, steps: int) -> np.ndarray:
+        """``decode_steps`` from the decodes' count and context sum (iteration j has
+        context sum ``decode_kv_sum + j * num_decodes``), as ``stage_times_sum``."""
+        nd = int(num_decodes)
         out = np.empty((steps, self.pp), dtype=np.float64)
         t = self._decode
-        Lsum = int(kv.sum()) + nd * np.arange(steps, dtype=np.int64)
+        Lsum = int(decode_kv_sum) + nd * np.arange(steps, dtype=np.int64)
         if nd == 0 or nd > t.rows or nd > self._dense.hi or steps == 0 or (
                 Lsum[-1] / nd > t.axis.upper):
             for j in range(steps):
-                out[j] = self.stage_times([], [], kv + j)
+                out[j] = self._stage_times([], [], nd, int(Lsum[j]), None)
             return out
         x = Lsum / nd
         box = self._decode_box

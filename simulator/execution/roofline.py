@@ -396,12 +396,12 @@ class RooflineModel(ExecutionModel):
         if ep > 1 and not m.is_moe:
             raise ConfigError("parallel.expert_parallel", ep,
                               f"must be 1: {m.name} is a dense model")
-        if m.num_experts % ep or ep % tp:
+        if ep > 1 and (m.num_experts % ep or ep % tp):
             raise ConfigError("parallel.expert_parallel", ep,
                               f"must divide {m.name}'s {m.num_experts} experts and be a "
                               f"multiple of tensor_parallel={tp}")
         P = self.params
-        self._ep, self._ep_dp = ep, ep // tp
+        self._ep, self._ep_dp = ep, max(1, ep // tp)
         if ep == 1:
             self._ep_tok = self._ep_lat = 0.0
         else:
