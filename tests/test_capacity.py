@@ -139,3 +139,19 @@ def test_a_trial_that_raises_is_a_failed_row_not_an_exception() -> None:
     row = run_trial(_ctx(max_trial_s=1e-9), Candidate("h100-sxm", 1, 1, 1, "sarathi", 64, 512))
     assert row["status"] == "failed" and "max_trial_s" in row["error"]
     assert row["capacity_qps"] == 0 and row["key"] == "h100-sxm|tp1|pp1|r1|sarathi|b64|c512"
+
+
+def test_a_worker_reuses_an_execution_model_only_where_the_trial_would_build_the_same() -> None:
+    """Measured profiles compile lookup tables for the scheduler's batch and token range;
+    a model built for a batch cap of 32 must not serve a trial with a cap of 512 (its
+    result would depend on the trial the worker ran before)."""
+    from vidur_search.trial import execution_model
+
+    def cfg(cap: int, kind: str, **extra: object):
+        base = {**_base(), "execution": {"kind": kind}, **extra}
+        return simulation_config(base, Candidate("h100-sxm", 1, 1, 1, "sarathi", cap, 512), 10)
+
+    assert execution_model(cfg(32, "roofline")) is execution_model(cfg(512, "roofline"))
+    assert execution_model(cfg(32, "profiled")) is not execution_model(cfg(512, "profiled"))
+    fp8 = cfg(32, "roofline", precision={"weights": "fp8", "kv_cache": "fp8"})
+    assert execution_model(fp8) is not execution_model(cfg(32, "roofline"))
