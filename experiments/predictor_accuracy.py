@@ -21,7 +21,9 @@ aiconfigurator's MoE rows are left out (the predictors' features do not model ex
 
 Prints, per operator, median and P95 APE of both splits, the P95 spread of the repeated
 calls behind a row ((max - min) / median, where a row merges several calls: the noise
-floor), the fit time and the models the grid search chose. The last line is
+floor), the fit time and the models the grid search chose; for GEMM tables measured once
+per shape, the spread of the rows of at most 16 tokens (one row tile) around the median of
+their (n, k), the noise floor there. The last line is
 ``predictor_accuracy median_ape=<x> p95_ape=<y> extrap_median_ape=<z>`` (percent, pooled
 over every held-out row).
 """
@@ -47,6 +49,8 @@ from profiler.import_aiconfigurator import import_aiconfigurator  # noqa: E402
 from profiler.import_vidur import import_vidur  # noqa: E402
 from simulator.execution.predictors import (  # noqa: E402
     FAMILY_FEATURES,
+    ForestPredictor,
+    PiecewiseLinearPredictor,
     PredictorParams,
     select,
     training_rows,
@@ -93,13 +97,30 @@ def _fit_eval(rows: pd.DataFrame, family: str, train: np.ndarray, test: np.ndarr
     res = select(tr[cols], tr[TARGET].to_numpy(), family, params)
     pred = res.predict(te[cols])
     ape = np.abs(pred / np.maximum(te[TARGET].to_numpy(), 1e-3) - 1.0) * 100.0
-    return ape, res.seconds, type(res.predictor).__name__
+    return ape, res.seconds, model_name(res.predictor)
+
+
+def model_name(pred: object) -> str:
+    """``forest``, or ``piecewise <log|linear>`` plus ``+median`` when its knots are
+    smoothed: the kind of model the grid search chose."""
+    if isinstance(pred, PiecewiseLinearPredictor):
+        return f"piecewise {pred.interp}" + ("+median" if pred.smooth > 1 else "")
+    return "forest" if isinstance(pred, ForestPredictor) else type(pred).__name__
 
 
 def repeat_spread(rows: pd.DataFrame) -> np.ndarray:
     """(max - min) / median of the repeated calls behind each row (rows with count > 1), %."""
     rep = rows[rows["count"] > 1]
     return ((rep["max_us"] - rep["min_us"]) / rep[TARGET].clip(lower=1e-3)).to_numpy() * 100
+
+
+def plateau_spread(rows: pd.DataFrame) -> np.ndarray:
+    """|time / median - 1| (%) of GEMM rows of at most 16 tokens around the median of
+    their (n, k): one row tile, so one kernel's work, measured once per row; a noise floor
+    for tables without repeated calls (aiconfigurator's GEMMs)."""
+    flat = rows[rows["num_tokens"] <= 16]
+    med = flat.groupby(["n", "k"])[TARGET].transform("median")
+    return (np.abs(flat[TARGET] / med - 1) * 100).to_numpy()
 
 
 def operator_of(label: str) -> str:
@@ -132,9 +153,11 @@ def run(reference: Path, max_rows: int, seed: int, quick: bool,
         perm = rng.permutation(n)
         cut = round(0.8 * n)
         ape, secs, kind = _fit_eval(rows, family, perm[:cut], perm[cut:], params)
+        plateau = (plateau_spread(rows) if family == "layer_ops" and rows["count"].max() == 1
+                   else np.array([]))
         records.append({"table": label, "op": operator_of(label), "split": "random",
                         "ape": ape, "fit_s": secs, "model": kind, "rows": n,
-                        "spread": repeat_spread(rows.iloc[perm[cut:]])})
+                        "spread": repeat_spread(rows.iloc[perm[cut:]]), "plateau": plateau})
         for col in EXTRAPOLATE.get(family, ()):
             v = rows[col].to_numpy()
             thr = np.quantile(v, 0.8)
@@ -165,7 +188,7 @@ def summarise(res: pd.DataFrame) -> pd.DataFrame:
             "extrap_median_ape": np.median(x),
             "repeat_spread_p95": np.percentile(spread, 95) if len(spread) else np.nan,
             "fit_s": part["fit_s"].sum(),
-            "chosen": ", ".join(f"{k.replace('Predictor', '')} {v}" for k, v in models.items()),
+            "chosen": ", ".join(f"{k} {v}" for k, v in models.items()),
         })
     return pd.DataFrame(rows)
 
@@ -193,6 +216,11 @@ def main() -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 20,
                            "display.float_format", "{:.2f}".format):
         print(summary.to_string(index=False))
+    rnd = res[res["split"] == "random"]
+    for r in rnd[rnd["plateau"].map(len) > 0].itertuples():
+        a = np.concatenate(rnd[rnd["table"] == r.table]["ape"].to_list())
+        print(f"{r.table}: P95 APE {np.percentile(a, 95):.2f}%, spread of the <= 16-token "
+              f"plateau P95 {np.percentile(r.plateau, 95):.1f}%")
     ext = res[res["split"] != "random"]
     for split, part in ext.groupby("split"):
         print(f"{split}: median APE {np.median(np.concatenate(part['ape'].to_list())):.2f}%")

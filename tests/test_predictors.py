@@ -114,6 +114,86 @@ def test_predictors_extrapolate_along_the_base() -> None:
         assert np.median(ape(p, y[~lo])) < 3, type(pred).__name__
 
 
+def decode_two_head_shapes() -> pd.DataFrame:
+    """Decode attention that is flat until the (sequence, KV head) pairs fill a GPU of
+    132 SMs, then linear in them: one KV head (GQA) and eight, batches 1..1024."""
+    rows = []
+    for q, kv in ((8, 1), (64, 8)):
+        B, L = np.meshgrid(2 ** np.arange(0, 11), 2 ** np.arange(4, 13))
+        B, L = B.ravel(), L.ravel()
+        t = 8.0 + 0.03 * np.maximum(B * kv, 132) * (1 + L / 1024)
+        rows.append(pd.DataFrame({"n_q_heads": q, "n_kv_heads": kv, "head_dim": 128,
+                                  "batch_size": B, "kv_len": L, "median_us": t}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_decode_forest_extrapolates_batch_by_work_items() -> None:
+    # batches beyond 128 with one KV head have as many work items as measured batches
+    # with eight: the forest on the base's residual carries that shape's saturated time
+    df = decode_two_head_shapes()
+    cols = ["n_q_heads", "n_kv_heads", "head_dim", "batch_size", "kv_len"]
+    train = df[df["batch_size"] <= 128]
+    test = df[(df["batch_size"] > 128) & (df["n_kv_heads"] == 1)]
+    pred = ForestPredictor("attention_decode", n_estimators=8, base=True)
+    p = pred.fit(train[cols], train["median_us"].to_numpy()).predict(test[cols])
+    assert np.median(ape(p, test["median_us"].to_numpy())) < 5
+
+
+def collective_frame(dense: bool = False, bump: float = 1.0) -> pd.DataFrame:
+    """All-reduce over 2 and 8 GPUs: 6 us + size / bandwidth at sizes 2**9..2**29 bytes
+    (``dense``: every 8 KiB from 2 KiB to 1 MiB, as Vidur's); ``bump`` multiplies the
+    time at the 50th size (an outlier)."""
+    s = 2048.0 + 8192 * np.arange(128) if dense else 2.0 ** np.arange(9, 30)
+    rows = []
+    for n, bw in ((2, 150e3), (8, 120e3)):  # bytes per us
+        t = 6.0 + s / bw * np.where(np.arange(len(s)) == 50, bump, 1.0)
+        rows.append(pd.DataFrame({"num_gpus": n, "gpus_per_node": n, "size_bytes": s,
+                                  "median_us": t}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_piecewise_linear_interpolation_follows_latency_plus_bandwidth() -> None:
+    # knots a factor of 4 apart: time linear in size is exact, log-log is not
+    df = collective_frame()
+    cols = ["num_gpus", "gpus_per_node", "size_bytes"]
+    odd = np.log2(df["size_bytes"]).astype(int) % 2 == 1
+    errs = {}
+    for interp in ("log", "linear"):
+        pred = PiecewiseLinearPredictor("collective", interp=interp)
+        p = pred.fit(df[~odd][cols], df[~odd]["median_us"].to_numpy()).predict(df[odd][cols])
+        errs[interp] = ape(p, df[odd]["median_us"].to_numpy()).max()
+    assert errs["linear"] < 0.1 < 5 < errs["log"]  # 0.1: the size below the first knot
+
+
+def test_piecewise_smoothing_removes_an_isolated_outlier() -> None:
+    # dense sizes (neighbouring knots 8 KiB apart), one knot measured at 3 times its time
+    df = collective_frame(dense=True, bump=3.0)
+    cols = ["num_gpus", "gpus_per_node", "size_bytes"]
+    # between the outlier and its neighbours, over 2 GPUs
+    s50 = 2048.0 + 8192 * 50
+    near = pd.DataFrame({"num_gpus": 2, "gpus_per_node": 2,
+                         "size_bytes": [s50 - 4096, s50, s50 + 4096]})
+    truth = 6.0 + near["size_bytes"].to_numpy() / 150e3
+    for smooth, ok in ((1, False), (3, True)):
+        pred = PiecewiseLinearPredictor("collective", interp="linear", smooth=smooth)
+        p = pred.fit(df[cols], df["median_us"].to_numpy()).predict(near)
+        assert (ape(p, truth).max() < 2) == ok, smooth
+    with pytest.raises(ConfigError, match="smooth"):
+        PiecewiseLinearPredictor("collective", smooth=0).fit(df[cols], df["median_us"])
+    with pytest.raises(ConfigError, match="interp"):
+        PiecewiseLinearPredictor("collective", interp="cubic").fit(df[cols], df["median_us"])
+
+
+def test_small_tables_get_more_cv_folds() -> None:
+    params = PredictorParams()
+    assert (params.folds(50), params.folds(5000)) == (10, 3)
+    assert len(params.candidates("collective")) == 6  # 4 piecewise + 2 forests
+    with pytest.raises(ConfigError, match="small_folds"):
+        PredictorParams(small_folds=1)
+    with pytest.raises(ConfigError, match="interp"):
+        PredictorParams(interp=("spline",))
+
+
 def test_predict_before_fit_is_an_error() -> None:
     with pytest.raises(ConfigError, match="fit"):
         ForestPredictor().predict(pd.DataFrame({"num_tokens": [1], "n": [1], "k": [1]}))
@@ -124,7 +204,7 @@ def test_grid_search_prefers_the_cheap_model_when_as_accurate() -> None:
     X = pd.DataFrame({"num_tokens": x, "n": 4096, "k": 0})
     res = select(X, 3.0 + 0.01 * x, "layer_ops", FAST)  # smooth: interpolation is exact
     assert isinstance(res.predictor, PiecewiseLinearPredictor)
-    assert len(res.scores) == 2
+    assert len(res.scores) == 5  # log/linear x smoothed or not, and one forest
 
 
 # ---------------------------------------------------------------------- cache
@@ -152,6 +232,19 @@ def test_changed_profile_or_hyper_parameters_refit(tmp_path: Path) -> None:
     assert len(list(cache.directory.glob("*.joblib"))) == 3
     cache.fitted(ident, layer_ops_frame(scale=1.5), "layer_ops", FAST)
     assert cache.hits == 1
+
+
+def test_fit_version_is_part_of_the_cache_key(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # a change of the fitting code (a new FIT_VERSION) must not load older fits
+    from simulator.execution.predictors import cache as cache_mod
+
+    ident = {"device": SKU, "model": MODEL, "tp": TP, "dtype": "bf16", "node": ""}
+    cache = PredictorCache(tmp_path)
+    cache.fitted(ident, layer_ops_frame(), "layer_ops", FAST)
+    monkeypatch.setattr(cache_mod, "FIT_VERSION", cache_mod.FIT_VERSION + 1)
+    cache.fitted(ident, layer_ops_frame(), "layer_ops", FAST)
+    assert (cache.fits, cache.hits) == (2, 0)
 
 
 def test_corrupt_cache_entry_warns_and_refits(tmp_path: Path) -> None:

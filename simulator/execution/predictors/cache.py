@@ -3,11 +3,11 @@
 An entry holds the :class:`FitResult` of every operator of one profile table. Its key is
 the profile's identity (family, device, model, TP, dtype, node), a SHA-256 of the rows
 it was fitted on (shape columns and target), the grid-search hyper-parameters and the
-versions that change the pickled objects (this format, scikit-learn, numpy). So a
-changed profile or hyper-parameter gives another file name and is refitted, while
-the same inputs load the earlier fit. Entries are joblib files written atomically
-(temporary file, then rename); one that cannot be read, or whose stored key differs, is
-refitted with a warning, never an error.
+versions that change the fitted or pickled objects (``FIT_VERSION``, this format,
+scikit-learn, numpy). So a changed profile, hyper-parameter or fitting code gives another
+file name and is refitted, while the same inputs load the earlier fit. Entries are joblib
+files written atomically (temporary file, then rename); one that cannot be read, or whose
+stored key differs, is refitted with a warning, never an error.
 
 Directory: ``cache_dir`` if given, else ``$VIDUR_SEARCH_CACHE``, else
 ``~/.cache/vidur_search``; entries live under ``<dir>/predictors/``.
@@ -39,6 +39,10 @@ from simulator.execution.predictors.selection import (
 )
 
 CACHE_FORMAT = 1  # bump when FitResult or a predictor class changes incompatibly
+# bump when the features, bases, candidates or fitting code change what a fit returns for
+# the same rows and hyper-parameters (2: work-item features for attention, forests with a
+# base read at unclipped features, piecewise interpolation/smoothing, small-table folds)
+FIT_VERSION = 2
 ENV_VAR = "VIDUR_SEARCH_CACHE"
 
 
@@ -82,6 +86,7 @@ class PredictorCache:
             "content": content_hash(df, family),
             "params": params.as_key(),
             "format": CACHE_FORMAT,
+            "fit_version": FIT_VERSION,
             "sklearn": sklearn.__version__,
             "numpy": np.__version__,
         }
@@ -139,4 +144,5 @@ class PredictorCache:
             raise
 
 
-__all__ = ["CACHE_FORMAT", "ENV_VAR", "PredictorCache", "content_hash", "default_cache_dir"]
+__all__ = ["CACHE_FORMAT", "ENV_VAR", "FIT_VERSION", "PredictorCache", "content_hash",
+           "default_cache_dir"]

@@ -6,7 +6,10 @@ Three views of the same shape columns (per-GPU sizes, as in the profile files):
   plus, for ``layer_ops``, the number of GEMM row tiles (64, 128, 256 tokens) and the
   token count modulo them: the time jumps where a new tile (or wave of tiles) starts and
   where cuBLAS switches kernels. Logs of derived quantities let one
-  forest serve many shapes (e.g. aiconfigurator's attention tables across head counts).
+  forest serve many shapes (e.g. aiconfigurator's attention tables across head counts);
+  for attention they include the kernels' work items ((sequence, KV head) pairs in
+  decode, 128-row query blocks per (sequence, head) in prefill), which are what a batch
+  beyond the measured ones shares with a measured shape of more heads.
 - ``base_basis``: columns of a linear, roofline-like model ``t = basis @ c`` with ``c >= 0``
   (a fixed cost, bytes and FLOPs terms). The forest predicts the log-ratio to it, so a
   shape beyond the measured range follows the physics instead of a flat last leaf.
@@ -87,13 +90,21 @@ def tree_features(family: str, X: pd.DataFrame) -> np.ndarray:
         B, L = c["batch_size"], c["kv_len"]
         q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
         cols = [log(B), log(L), log(B * L), log(q), log(kv), log(hd),
-                log(B * L * kv * hd), log(B * q * hd)]
+                log(B * L * kv * hd), log(B * q * hd),
+                # (sequence, KV head) pairs: the kernel's work items, so that a batch
+                # beyond the measured ones matches a measured head shape with as many;
+                # query heads per KV head (GQA group); KV bytes of one sequence
+                log(B * kv), log(q / kv), log(L * kv * hd)]
     elif family == "attention_prefill":
         B, ch, p = c["batch_size"], c["chunk_tokens"], c["prior_kv"]
         q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
         units = ch * (2 * p + ch + 1)
         cols = [log(B), log(ch), log(p + 1), log(B * ch), log(B * units * q * hd),
-                log(B * (p + ch) * kv * hd), log(q), log(kv), log(hd)]
+                log(B * (p + ch) * kv * hd), log(q), log(kv), log(hd),
+                # thread blocks of 128 query rows per (sequence, head), query heads per
+                # KV head, attended pairs per head and (sequence, head) pairs
+                log(B * q * np.ceil(ch / 128)), log(q / kv), log(ch * (p + (ch + 1) / 2)),
+                log(B * q)]
     elif family == "collective":
         n, g, s = c["num_gpus"], c["gpus_per_node"], c["size_bytes"]
         cols = [log(s), log(n), log(g), log(s * (n - 1) / n + 1.0)]

@@ -4,10 +4,19 @@ A scikit-learn ``RandomForestRegressor`` learns log-time from the family's tree 
 (log sizes, work, tile counts), either directly (``base=False``, Vidur's choice) or as
 the log-ratio to ``base`` (``base=True``). ``base`` is a non-negative least-squares fit
 (on relative error) of the family's roofline-like basis: a fixed cost, bytes and FLOPs
-terms. A forest is flat outside the shapes it saw, so a shape beyond the fitted range
-(any shape column outside its [min, max]) is predicted at the shape clipped into that box
-and scaled by ``base(shape) / base(clipped)``: the measurements set the level, the
-physics the growth.
+terms. A forest is flat outside the shapes it saw, so beyond the fitted range the base
+gives the growth and the measurements the level:
+
+- ``base=True``: the forest's ratio to the base is read at the shape's own features and
+  multiplied by ``base(shape)``. A size beyond the measured ones lands in the trees' edge
+  leaves along that size, while the derived features that are still inside the measured
+  range keep steering the ratio: a decode batch of 1,024 sequences with one KV head
+  has as many (sequence, KV head) work items as a measured batch of 128 with eight, so
+  the forest carries over that shape's saturated-GPU ratio instead of the ratio of the
+  largest measured batch of its own head shape.
+- ``base=False``: a shape beyond the fitted box (any shape column outside its
+  [min, max]) is predicted at the shape clipped into that box and scaled by
+  ``base(shape) / base(clipped)``.
 """
 
 from __future__ import annotations
@@ -72,6 +81,8 @@ class ForestPredictor(Predictor):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Predicted time (us) per row of ``X``; outside the fitted box along the base."""
         check_fitted(self, "forest_")
+        if self.base:  # the forest's ratio to the base at the shape's own features
+            return np.exp(self.forest_.predict(tree_features(self.family, X))) * self._base(X)
         clipped = X.copy()
         outside = np.zeros(len(X), dtype=bool)
         for c, lo in self.lo_.items():
@@ -80,11 +91,8 @@ class ForestPredictor(Predictor):
             outside |= w != v
             clipped[c] = w
         out = np.exp(self.forest_.predict(tree_features(self.family, clipped)))
-        base_c = self._base(clipped)
-        if self.base:
-            out *= base_c
         if outside.any():
-            out[outside] *= self._base(X[outside]) / base_c[outside]
+            out[outside] *= self._base(X[outside]) / self._base(clipped[outside])
         return out
 
 

@@ -28,24 +28,44 @@ class PredictorParams:
     min_samples_leaf: tuple[int, ...] = (1,)
     base: tuple[bool, ...] = (False, True)  # forest on log-time, and on log(time / base)
     cv_folds: int = 3
+    # tables of at most small_rows rows use small_folds folds: with a third of a sparse
+    # table held out, the CV would judge interpolation on knots twice as far apart as
+    # in the final fit, and its score would be noise of a few rows
+    small_rows: int = 100
+    small_folds: int = 10
     max_cv_rows: int = 3000
     tie_tolerance: float = 0.05  # prefer a cheaper model within 5% of the best CV score
-    piecewise: bool = True  # include the piecewise-linear candidate
+    piecewise: bool = True  # include the piecewise-linear candidates
+    # piecewise-linear grid: interpolation ("log": log-log, "linear": time in size) and
+    # running-median window over the knots (1 = none)
+    interp: tuple[str, ...] = ("log", "linear")
+    smooth: tuple[int, ...] = (1, 3)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("n_estimators", "cv_folds", "max_cv_rows"):
+        for name in ("n_estimators", "cv_folds", "small_folds", "small_rows", "max_cv_rows"):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < (2 if name == "cv_folds"
-                                                                     else 1):
-                raise ConfigError(f"execution.profiled.{name}", v, "must be an integer >= "
-                                  + ("2" if name == "cv_folds" else "1"))
+            lo = 2 if name.endswith("folds") else 0 if name == "small_rows" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ConfigError(f"execution.profiled.{name}", v,
+                                  f"must be an integer >= {lo}")
         for name, lo in (("max_depth", 0), ("min_samples_leaf", 1)):
             v = tuple(getattr(self, name))
             if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < lo for x in v):
                 raise ConfigError(f"execution.profiled.{name}", getattr(self, name),
                                   f"must be a non-empty list of integers >= {lo}")
             object.__setattr__(self, name, v)
+        interp = tuple(self.interp)
+        if not interp or any(v not in ("log", "linear") for v in interp):
+            raise ConfigError("execution.profiled.interp", self.interp,
+                              "must be a non-empty list of 'log' and/or 'linear'")
+        object.__setattr__(self, "interp", interp)
+        smooth = tuple(self.smooth)
+        if not smooth or any(not isinstance(v, int) or isinstance(v, bool) or v < 1
+                             for v in smooth):
+            raise ConfigError("execution.profiled.smooth", self.smooth,
+                              "must be a non-empty list of integers >= 1")
+        object.__setattr__(self, "smooth", smooth)
         base = tuple(self.base)
         if not base or any(not isinstance(b, bool) for b in base):
             raise ConfigError("execution.profiled.base", self.base,
@@ -54,6 +74,10 @@ class PredictorParams:
         if not 0 <= self.tie_tolerance < 1:
             raise ConfigError("execution.profiled.tie_tolerance", self.tie_tolerance,
                               "must be in [0, 1)")
+
+    def folds(self, rows: int) -> int:
+        """CV folds for a table of ``rows`` rows (``small_folds`` up to ``small_rows``)."""
+        return self.small_folds if rows <= self.small_rows else self.cv_folds
 
     def as_key(self) -> dict[str, Any]:
         """The parameters as plain JSON-able values (for cache keys)."""
@@ -65,7 +89,10 @@ class PredictorParams:
         from simulator.execution.predictors.forest import ForestPredictor
         from simulator.execution.predictors.piecewise import PiecewiseLinearPredictor
 
-        out: list[Predictor] = [PiecewiseLinearPredictor(family)] if self.piecewise else []
+        out: list[Predictor] = []
+        if self.piecewise:
+            out += [PiecewiseLinearPredictor(family, interp=i, smooth=w)
+                    for i in self.interp for w in self.smooth]
         for base in self.base:
             for depth in self.max_depth:
                 for leaf in self.min_samples_leaf:

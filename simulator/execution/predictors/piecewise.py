@@ -1,17 +1,23 @@
-"""Piecewise-linear predictor: log-time linear in log-size between measured sizes.
+"""Piecewise-linear predictor: time interpolated between the measured sizes, per curve.
 
 For operators whose time depends on one size once the rest of the shape is fixed (a
 model's GEMMs and element-wise ops in tokens, a collective in bytes for a GPU count),
 interpolating between the measured sizes is often as accurate as a forest and far
 cheaper. Per curve (one per distinct value of the family's group columns): knots at the
 measured sizes (repeated sizes averaged in log space; knots closer than ``min_gap`` in
-log-size merged), linear interpolation of log-time in log-size between them, and the first
-knot's time below the range. Above the range the time grows linearly in size from the last
-knot, at the slope of a least-squares line through the upper ``tail`` share of the knots
-(GEMMs in tokens, collectives in bytes and attention in KV length are all asymptotically
-linear). A group not seen in fitting uses the nearest curve (in log group values), scaled
-by the ratio of the family's fitted linear base
-(:func:`~simulator.execution.predictors.features.fit_base`) between the two groups.
+log-size merged; with ``smooth`` > 1, each knot's log-time replaced by the median over
+that many neighbouring knots, which removes isolated outliers of noisy profiles, e.g. a
+collective's bimodal small messages), interpolation between them and the first knot's
+time below the range. ``interp="log"`` interpolates log-time linearly in log-size (a
+power law between knots); ``interp="linear"`` interpolates time linearly in size, the
+latency + size / bandwidth law that a collective follows between two protocol switches,
+which matters where knots are a factor of 2 or more apart. Above the range the time
+grows linearly in size from the last knot, at the slope of a least-squares line through
+the upper ``tail`` share of the knots (GEMMs in tokens, collectives in bytes and
+attention in KV length are all asymptotically linear). A group not seen in fitting uses
+the nearest curve (in log group values), scaled by the ratio of the family's fitted
+linear base (:func:`~simulator.execution.predictors.features.fit_base`) between the two
+groups.
 """
 
 from __future__ import annotations
@@ -21,22 +27,27 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import median_filter
 
 from simulator.errors import ConfigError
 from simulator.execution.predictors.base import MIN_US, Predictor, check_fitted, log_target
 from simulator.execution.predictors.features import base_basis, family_features, fit_base
 
+INTERP = ("log", "linear")
+
 
 class PiecewiseLinearPredictor(Predictor):
-    """Log-log linear interpolation along the family's axis, one curve per group."""
+    """Interpolation (log-log or linear) along the family's axis, one curve per group."""
 
     cost = 0
 
     def __init__(self, family: str = "layer_ops", min_gap: float = 0.0,
-                 tail: float = 0.1) -> None:
+                 tail: float = 0.1, interp: str = "log", smooth: int = 1) -> None:
         self.family = family
         self.min_gap = min_gap
         self.tail = tail
+        self.interp = interp
+        self.smooth = smooth
 
     def fit(self, X: pd.DataFrame, y: np.ndarray) -> Self:
         """One curve per group of ``X``'s group columns, and the base for extrapolation."""
@@ -44,13 +55,22 @@ class PiecewiseLinearPredictor(Predictor):
         if not 0 < self.tail <= 1 or self.min_gap < 0:
             raise ConfigError("PiecewiseLinearPredictor", (self.min_gap, self.tail),
                               "needs min_gap >= 0 and tail in (0, 1]")
+        if self.interp not in INTERP:
+            raise ConfigError("PiecewiseLinearPredictor.interp", self.interp,
+                              "allowed values are " + ", ".join(INTERP))
+        if not isinstance(self.smooth, int) or self.smooth < 1:
+            raise ConfigError("PiecewiseLinearPredictor.smooth", self.smooth,
+                              "must be an integer >= 1 (knots in the running median)")
         ly = log_target(y, f"PiecewiseLinearPredictor[{self.family}].y")
         self.base_coef_ = fit_base(base_basis(self.family, X), np.exp(ly))
         lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
         curves: dict[tuple, tuple[np.ndarray, np.ndarray, float]] = {}
         for g, rows in sorted(_group_rows(X, spec.groups), key=lambda t: t[0]):
-            mean = pd.Series(ly[rows]).groupby(lx[rows], sort=True).mean()
-            kx, ky = self._thin(mean.index.to_numpy(dtype=np.float64), mean.to_numpy())
+            kx, inv = np.unique(lx[rows], return_inverse=True)  # mean log-time per size
+            ky = np.bincount(inv, weights=ly[rows]) / np.bincount(inv)
+            kx, ky = self._thin(kx, ky)
+            if self.smooth > 1 and len(ky) > 2:  # the end knots stay as measured
+                ky = median_filter(ky, size=self.smooth, mode="nearest")
             curves[g] = (kx, ky, self._tail_slope(kx, ky))
         self.curves_ = curves
         self.group_points_ = np.array([_log_point(g) for g in curves]) if spec.groups else None
@@ -62,7 +82,8 @@ class PiecewiseLinearPredictor(Predictor):
             return 0.0
         m = max(2, math.ceil(self.tail * len(kx)))
         x, t = np.exp(kx[-m:]), np.exp(ky[-m:])
-        return max(float(np.polyfit(x, t, 1)[0]), 0.0)
+        dx = x - x.mean()
+        return max(float(dx @ (t - t.mean()) / (dx @ dx)), 0.0)  # least-squares slope
 
     def _base(self, X: pd.DataFrame) -> np.ndarray:
         return np.maximum(base_basis(self.family, X) @ self.base_coef_, MIN_US)
@@ -90,33 +111,38 @@ class PiecewiseLinearPredictor(Predictor):
         spec = family_features(self.family)
         lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
         out = np.empty(len(X))
+        keys = list(self.curves_)
+        moved_rows, moved_groups = [], []  # rows predicted on another group's curve
         for g, rows in _group_rows(X, spec.groups):
-            near = self._nearest(g)
+            near = self._nearest(g, keys)
             kx, ky, slope = self.curves_[near]
             x = lx[rows]
-            v = np.exp(np.interp(x, kx, ky))
-            if near != g:  # another group's curve, moved along the base to this group
-                sub = X.iloc[rows]
-                moved = sub.copy()
-                for col, val in zip(spec.groups, near, strict=True):
-                    moved[col] = val
-                v *= self._base(sub) / self._base(moved)
+            if self.interp == "log":
+                v = np.exp(np.interp(x, kx, ky))
             else:
-                moved = None
+                v = np.interp(np.exp(x), np.exp(kx), np.exp(ky))
             above = x > kx[-1]
             if above.any():  # linear in size at the tail's slope, from the last knot
                 v[above] = math.exp(ky[-1]) + slope * (np.exp(x[above]) - math.exp(kx[-1]))
-                if near != g:
-                    v[above] *= (self._base(X.iloc[rows[above]])
-                                 / self._base(moved.iloc[np.flatnonzero(above)]))
             out[rows] = v
+            if near != g:
+                moved_rows.append(rows)
+                moved_groups.append(np.tile(np.asarray(near, dtype=np.float64), (len(rows), 1)))
+        if moved_rows:  # another group's curve, moved along the base to this group
+            rows = np.concatenate(moved_rows)
+            sub = X.iloc[rows]
+            moved = sub.copy()
+            vals = np.concatenate(moved_groups)
+            for i, col in enumerate(spec.groups):
+                moved[col] = vals[:, i]
+            out[rows] *= self._base(sub) / self._base(moved)
         return out
 
-    def _nearest(self, g: tuple) -> tuple:
+    def _nearest(self, g: tuple, keys: list[tuple]) -> tuple:
         if g in self.curves_:
             return g
         d = np.abs(self.group_points_ - _log_point(g)).sum(axis=1)
-        return list(self.curves_)[int(np.argmin(d))]
+        return keys[int(np.argmin(d))]
 
 
 def _group_rows(X: pd.DataFrame, groups: tuple[str, ...]) -> list[tuple[tuple, np.ndarray]]:

@@ -1,11 +1,12 @@
 """Choosing and fitting a predictor per operator: a small grid search with K-fold CV.
 
 As in Vidur, each operator of a profile gets its own model, picked by cross-validation
-from a small grid. The grid here holds the cheap piecewise-linear predictor and a few
+from a small grid. The grid here holds the cheap piecewise-linear predictors and a few
 random forests (``base`` x ``max_depth`` x ``min_samples_leaf``); the score is the mean absolute
-log error on the held-out folds (about the mean relative error). The cheapest candidate
-within ``tie_tolerance`` of the best score wins, then it is refitted on all rows. CV runs
-on at most ``max_cv_rows`` rows (a seeded subsample) to keep large tables cheap.
+log error on the held-out folds (about the mean relative error), with more folds for small
+tables (:meth:`PredictorParams.folds`). The cheapest candidate within ``tie_tolerance`` of
+the best score wins, then it is refitted on all rows. CV runs on at most ``max_cv_rows``
+rows (a seeded subsample) to keep large tables cheap.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def select(X: pd.DataFrame, y: np.ndarray, family: str, params: PredictorParams)
         Xcv, ycv = X.iloc[keep].reset_index(drop=True), y[keep]
     else:
         Xcv, ycv = X, y
-    scores = {c.describe(): cv_score(c, Xcv, ycv, params.cv_folds, params.seed) for c in cands}
+    folds = params.folds(len(Xcv))
+    scores = {c.describe(): cv_score(c, Xcv, ycv, folds, params.seed) for c in cands}
     best = min(scores.values())
     limit = best * (1 + params.tie_tolerance)
     chosen = min((c for c in cands if scores[c.describe()] <= limit),
