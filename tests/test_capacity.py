@@ -141,14 +141,19 @@ def test_a_trial_that_raises_is_a_failed_row_not_an_exception() -> None:
     assert row["capacity_qps"] == 0 and row["key"] == "h100-sxm|tp1|pp1|r1|sarathi|b64|c512"
 
 
-def test_a_worker_reuses_an_execution_model_only_where_the_trial_would_build_the_same() -> None:
+def test_a_worker_reuses_an_execution_model_only_where_the_trial_would_build_the_same(
+        tmp_path) -> None:
     """Measured profiles compile lookup tables for the scheduler's batch and token range;
     a model built for a batch cap of 32 must not serve a trial with a cap of 512 (its
     result would depend on the trial the worker ran before)."""
     from vidur_search.trial import execution_model
 
+    light = {"cache_dir": str(tmp_path), "n_estimators": 4, "base": [False], "cv_folds": 2,
+             "max_cv_rows": 500}
+
     def cfg(cap: int, kind: str, **extra: object):
-        base = {**_base(), "execution": {"kind": kind}, **extra}
+        execution = {"kind": kind, "profiled": light} if kind == "profiled" else {"kind": kind}
+        base = {**_base(), "execution": execution, **extra}
         return simulation_config(base, Candidate("h100-sxm", 1, 1, 1, "sarathi", cap, 512), 10)
 
     assert execution_model(cfg(32, "roofline")) is execution_model(cfg(512, "roofline"))

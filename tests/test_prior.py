@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
@@ -65,11 +66,14 @@ def test_the_estimate_ranks_candidates_like_the_measured_capacity() -> None:
     assert max(est, key=est.get) == max(measured, key=measured.get)
 
 
-def test_prior_points_skip_ties_and_zeros_and_stop_at_k() -> None:
-    c = [Candidate("h100-sxm", 1, 1, 1, "sarathi", b, 512) for b in (32, 64, 128, 256, 512)]
-    ranked = [(c[4], 2.0), (c[3], 2.0), (c[2], 1.5), (c[1], 0.0), (c[0], 0.0)]
-    assert prior_points(ranked, 8) == [c[4], c[2]]  # one per estimate, none at 0
-    assert prior_points(ranked, 1) == [c[4]]
+def test_prior_points_take_one_per_layout_and_scheduler_none_at_zero_and_stop_at_k() -> None:
+    a = [Candidate("h100-sxm", 1, 1, 1, "sarathi", b, 512) for b in (128, 256)]
+    b = Candidate("h100-sxm", 2, 1, 1, "sarathi", 256, 512)
+    c = Candidate("h100-sxm", 1, 1, 1, "vllm_v0", 256, 0)
+    d = Candidate("a100-80gb", 1, 1, 1, "sarathi", 256, 512)
+    ranked = [(a[1], 2.0), (a[0], 1.9), (b, 1.8), (c, 1.5), (d, 0.0)]
+    assert prior_points(ranked, 8) == [a[1], b, c]
+    assert prior_points(ranked, 1) == [a[1]]
     assert prior_points(ranked, 0) == []
 
 
@@ -95,6 +99,12 @@ def test_a_sweep_measures_the_estimated_best_first_and_not_again_on_resume(
     row["trial_id"] = "chat-0"
     sweep.table.append(row)
     assert sweep.plans()[0].warm_points == [sweep.sampled.encode(best[1])]
+    # a sweep killed after Tune enqueued its first points but before it ran them: the
+    # resumed study asks for the waiting ones itself, so they are not enqueued twice
+    study = optuna.create_study(study_name="t-chat", storage=f"sqlite:///{tmp_path}/optuna.db",
+                                direction="maximize")
+    study.enqueue_trial(sweep.sampled.encode(best[1]))
+    assert sweep.plans()[0].warm_points == []
     assert Sweep(_app("search.prior_points=0"), tmp_path / "b",
                  storage_url=f"sqlite:///{tmp_path}/b.db", study_prefix="t"
                  ).plans()[0].warm_points == []

@@ -12,12 +12,13 @@ whole-prompt scheduler stalls decodes for a prompt's prefill. A candidate that m
 SLO in the fluid model is estimated at 0.
 
 The estimate ignores queueing variance, preemption and routing; it ranks candidates, it
-does not replace a trial. The search measures the best-ranked ones first
-(``search.prior_points``) and lets the sampler take it from there.
+does not replace a trial. The search measures the best-ranked ones first, one per (SKU,
+TP, PP, scheduler) (``search.prior_points``), and lets the sampler take it from there.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -30,7 +31,8 @@ from vidur_search.capacity import Slo
 from vidur_search.space import CHUNKED, Candidate, simulation_config
 from vidur_search.trial import TrialContext, execution_model
 
-_ITERATIONS = 40  # fixed-point steps; the rate settles within ~10
+_ITERATIONS = 40  # damped fixed-point steps; the rate settles within ~20
+log = logging.getLogger(__name__)
 
 
 def is_chunked(cfg: SimulationConfig) -> bool:
@@ -48,6 +50,7 @@ def estimate_capacity(cfg: SimulationConfig, execution: ExecutionModel,
     pp = cfg.parallel.pipeline_parallel
     p_mean, d_mean = float(np.mean(prompts)), float(np.mean(decodes))
     p_slo = float(np.quantile(prompts, int(slo.ttft_quantile.removeprefix("p")) / 100))
+    p_tbt = float(np.quantile(prompts, int(slo.tbt_quantile.removeprefix("p")) / 100))
     context = int(p_mean + d_mean / 2)  # a decode's mean KV length
     kv_share = cfg.kv_capacity().num_tokens / (p_mean + d_mean / 2)
     n_max = max(1.0, min(float(cfg.scheduler.max_batch_size), kv_share))
@@ -61,6 +64,7 @@ def estimate_capacity(cfg: SimulationConfig, execution: ExecutionModel,
 
     if is_chunked(cfg):
         budget = float(cfg.scheduler.chunk_size)
+        n_max = min(n_max, pp * (budget - 1))  # a decode takes a token of the budget
         lam = running = 0.0
         prefill = budget
         for _ in range(_ITERATIONS):
@@ -70,20 +74,23 @@ def estimate_capacity(cfg: SimulationConfig, execution: ExecutionModel,
             # the rate is bounded by the prompt tokens the chunks admit and by the decode
             # slots (batch cap / KV); each request decodes D cycles of pp iterations
             lam = min(room / (t * p_mean), n_max / (d_mean * pp * t))
-            running = min(n_max, lam * d_mean * pp * t)
-            prefill = min(room, lam * p_mean * t)  # the chunk an average iteration carries
+            # damped: the undamped map can alternate between two states when decodes
+            # crowd the chunk out
+            running = 0.5 * running + 0.5 * min(n_max, lam * d_mean * pp * t)
+            prefill = 0.5 * prefill + 0.5 * min(room, lam * p_mean * t)
         room = max(1.0, budget - running / pp)
         cycle = pp * stage(room, running / pp)  # a full chunk: the slow iterations (TBT)
         ttft = math.ceil(p_slo / room) * cycle
         return lam if cycle <= slo.tbt_s and ttft <= slo.ttft_s else 0.0
 
     # whole prompts: at capacity the running set is full (the queue feeds it) and the
-    # replica's time goes to one prefill per request plus its share of D decode steps
+    # replica's time goes to one prefill per request plus its share of D decode steps (a
+    # step of a micro-batch of n_max / pp requests, one token each per pp-stage cycle)
     per_batch = max(1.0, n_max / pp)
-    lam = 1.0 / (stage(p_mean, 0) + d_mean * stage(0, per_batch) / per_batch)
-    prompt = min(p_slo, float(cfg.scheduler.max_tokens_per_batch))
+    lam = 1.0 / (stage(p_mean, 0) + d_mean * pp * stage(0, per_batch) / n_max)
+    prompt = min(p_tbt, float(cfg.scheduler.max_tokens_per_batch))
     stall = pp * stage(prompt, per_batch)  # a decode waits for a prompt's prefill
-    ttft = pp * stage(prompt, 0)
+    ttft = pp * stage(min(p_slo, float(cfg.scheduler.max_tokens_per_batch)), 0)
     return lam if stall <= slo.tbt_s and ttft <= slo.ttft_s else 0.0
 
 
@@ -110,7 +117,11 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
             lengths = (reqs.num_prefill, reqs.num_decode)
         wide = simulation_config(ctx.base, _one_replica(widest[(cand.sku, cand.tp, cand.pp)]),
                                  ctx.requests_per_replica)
-        qps = estimate_capacity(cfg, execution_model(wide), *lengths, ctx.slo)
+        try:
+            qps = estimate_capacity(cfg, execution_model(wide), *lengths, ctx.slo)
+        except Exception as err:  # a trial would record this as a failure; rank it last
+            log.warning("fluid model failed on %s: %s", cand.key, err)
+            qps = 0.0
         cost = ctx.prices[cand.sku] * cand.num_gpus
         scored.append((cand, qps * cand.replicas / cost))
     return sorted(scored, key=lambda cv: (-cv[1], -cv[0].batch_cap, cv[0].key))
@@ -122,14 +133,16 @@ def _one_replica(cand: Candidate) -> Candidate:
 
 
 def prior_points(ranked: Sequence[tuple[Candidate, float]], k: int) -> list[Candidate]:
-    """The ``k`` best-estimated candidates, one per distinct estimate (candidates the model
-    cannot tell apart would spend trials on one question); none estimated at 0."""
+    """The ``k`` best-estimated candidates, at most one per (SKU, TP, PP, scheduler): the
+    model's finer choices (batch cap, chunk) are the ones it is least sure of, and TPE
+    explores them around whatever the first trials show; none estimated at 0."""
     out: list[Candidate] = []
-    seen: set[float] = set()
+    seen: set[tuple[str, int, int, str]] = set()
     for cand, value in ranked:
         if len(out) >= k or value <= 0:
             break
-        if value not in seen:
-            seen.add(value)
+        group = (cand.sku, cand.tp, cand.pp, cand.scheduler)
+        if group not in seen:
+            seen.add(group)
             out.append(cand)
     return out

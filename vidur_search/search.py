@@ -43,6 +43,7 @@ RAY_ENV = {
     "RAY_AIR_NEW_OUTPUT": "0",
     "TUNE_DISABLE_STRICT_METRIC_CHECKING": "1",
 }
+log = logging.getLogger(__name__)
 NSGA_METRICS = ["capacity_per_dollar", "ttft_objective", "tbt_objective"]
 NSGA_MODES = ["max", "min", "min"]
 
@@ -306,7 +307,9 @@ def init_ray(ray_cfg: dict[str, Any]) -> int:
 
     if not ray.is_initialized():
         if ray_cfg.get("address"):
-            ray.init(address=ray_cfg["address"], log_to_driver=False)
+            # under Ray Client, Tune's driver runs on the head: give it the same switches
+            env = {"env_vars": RAY_ENV} if str(ray_cfg["address"]).startswith("ray://") else None
+            ray.init(address=ray_cfg["address"], log_to_driver=False, runtime_env=env)
         else:
             ray.init(num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False,
                      log_to_driver=False)
@@ -330,6 +333,21 @@ def completed_in_study(storage: Any, study_name: str) -> int:
     except KeyError:
         return 0
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def waiting_points(storage: Any, study_name: str) -> list[dict[str, Any]]:
+    """Parameters of the points a study holds enqueued but never ran: Tune's Optuna
+    searcher enqueues its first points in the study, so a sweep killed before measuring
+    them leaves them waiting, and the resumed study asks for them first (enqueuing them
+    again would measure each twice)."""
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return []
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return [dict(t.system_attrs.get("fixed_params", {})) for t in waiting]
 
 
 class Sweep:
@@ -367,11 +385,13 @@ class Sweep:
                 remaining = max(0, self.app["search"]["num_trials"]
                                 - completed_in_study(storage, study))
             out.append(StudyPlan(name, ctx, finished, remaining, study,
-                                 self._warm_points(name, ctx, finished) if remaining else []))
+                                 self._warm_points(name, ctx, finished, storage)
+                                 if remaining else []))
         return out
 
     def _warm_points(self, workload: str, ctx: TrialContext,
-                     finished: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+                     finished: dict[str, dict[str, Any]], storage: Any
+                     ) -> list[dict[str, Any]]:
         """The points the sampler measures first: the previous run's best plans (nightly
         warm start), then the fluid model's best candidates (``vidur_search.prior``);
         none already measured in this output folder (a resumed sweep does not spend its
@@ -398,7 +418,9 @@ class Sweep:
                       f"{time.perf_counter() - t0:.1f} s; measuring its {len(chosen)} best "
                       "first")
             first += [c for c in chosen if c not in first]
-        return [self.sampled.encode(c) for c in first if c.key not in finished]
+        points = [self.sampled.encode(c) for c in first if c.key not in finished]
+        waiting = waiting_points(storage, f"{self.study_prefix}-{workload}")
+        return [p for p in points if p not in waiting]
 
     def run(self) -> pd.DataFrame:
         """Run every study; returns the whole trials table (this run's and earlier rows)."""
@@ -485,6 +507,7 @@ class _TableWriter:
     def __init__(self, sweep: Sweep, plan: StudyPlan, store: Any) -> None:
         self.sweep, self.plan, self.store = sweep, plan, store
         self.best, self.done = 0.0, 0
+        self.pending: list[tuple[dict[str, Any] | None, float]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.task = None
@@ -498,22 +521,37 @@ class _TableWriter:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        self._drain()
+        try:
+            self._drain()
+        except Exception:
+            if exc[0] is None:  # else keep the error that ended the study
+                raise
+            log.exception("could not write the last trials to %s", self.sweep.table.path)
 
     def _loop(self) -> None:
         while not self.stop.wait(self.POLL_S):
-            self._drain()
+            try:
+                self._drain()
+            except Exception:  # kept in self.pending; retried at the next poll
+                log.exception("could not write trials to %s (will retry)",
+                              self.sweep.table.path)
 
     def _drain(self) -> None:
+        """Take the store's new events, then write them; an event leaves ``pending`` only
+        once written, so a failed write loses nothing."""
         import ray
 
-        events = ray.get(self.store.drain.remote())
-        for row, value in events:
+        self.pending += ray.get(self.store.drain.remote())
+        if not self.pending:
+            return
+        while self.pending:
+            row, value = self.pending[0]
             if row is not None:
                 self.sweep.table.append(row)
+            self.pending.pop(0)
             self.best = max(self.best, value)
             self.done += 1
-        if events and self.task is not None:
+        if self.task is not None:
             self.sweep.progress.update(
                 self.task, completed=self.done,
                 description=f"{self.plan.workload} best {self.best:.3g} QPS per $/h")
@@ -536,10 +574,14 @@ def _failed_trials_callback() -> type:
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any,
                            **info: Any) -> None:
+            import ray
+
             cand = _resolve(trial.config, self.space, self.sampled)
-            err = str(getattr(trial, "error_msg", "") or "worker died").strip()
-            row = failed_row(self.ctx, cand, err.splitlines()[-1] if err else err)
+            err = str(trial.get_error() or "worker died").strip()
+            row = failed_row(self.ctx, cand, err.splitlines()[-1] if err else "worker died")
             row["trial_id"] = f"{self.ctx.workload_name}-{trial.trial_id}"
-            self.store.failed.remote(row)
+            # waited for: under Ray Client this runs on the head, and the command's last
+            # drain must find the row
+            ray.get(self.store.failed.remote(row))
 
     return FailedTrials

@@ -15,6 +15,7 @@ import math
 import socket
 import time
 import traceback
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -48,7 +49,11 @@ class TrialContext:
         return str(self.base["model"])
 
 
-_MODELS: dict[str, ExecutionModel] = {}
+# Least recently used last; measured-profile models hold ~10 MB of tables each and a
+# profiled space builds one per (layout, batch/token range), so a worker keeps at most
+# MAX_CACHED_MODELS of them (a rebuild from the predictor cache takes ~0.2 s).
+_MODELS: OrderedDict[str, ExecutionModel] = OrderedDict()
+MAX_CACHED_MODELS = 16
 
 
 def execution_model(cfg: SimulationConfig) -> ExecutionModel:
@@ -65,8 +70,12 @@ def execution_model(cfg: SimulationConfig) -> ExecutionModel:
                       cfg.parallel.expert_parallel, dataclasses.asdict(cfg.precision),
                       dataclasses.asdict(cfg.execution), table_range],
                      sort_keys=True, default=str)
-    if key not in _MODELS:
+    if key in _MODELS:
+        _MODELS.move_to_end(key)
+    else:
         _MODELS[key] = build_execution_model(cfg)
+        while len(_MODELS) > MAX_CACHED_MODELS:
+            _MODELS.popitem(last=False)
     return _MODELS[key]
 
 
