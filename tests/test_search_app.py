@@ -190,6 +190,7 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
         out = tmp_path / "client"
         p = _app(f"output.dir={out}", f"ray.address=ray://127.0.0.1:{client_port}")
         assert p.returncode == 0, p.stderr[-3000:]
+        assert "written by the cluster's head" in p.stderr  # the sqlite study's warning
         trials = pd.read_parquet(out / "trials.parquet")
         assert len(trials) >= 3 and (trials["status"] == "ok").all()
         assert trials["key"].is_unique and trials["trial_id"].is_unique

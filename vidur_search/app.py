@@ -68,6 +68,12 @@ def run(cfg: DictConfig) -> int:
         sweep = Sweep(app, out_dir, storage_url=storage, study_prefix=prefix, warm=prev,
                       progress=bar)
         bar.console.print(sweep.space.summary())
+        if (str(app["ray"].get("address") or "").startswith("ray://")
+                and storage.startswith("sqlite:") and app["search"]["sampler"] != "grid"):
+            bar.console.print(
+                f"warning: under Ray Client the Optuna study is written by the cluster's head "
+                f"node; {storage} must be on a disk the head shares with this machine, "
+                "or set search.storage=postgresql://... (a resumed sweep reads it from here)")
         trials = sweep.run()
     wall = time.perf_counter() - t0
 
