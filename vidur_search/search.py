@@ -19,6 +19,7 @@ import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -480,9 +481,11 @@ class Sweep:
             # multivariate: SKU, layout, scheduler and batch cap interact (a layout good
             # on one SKU is not on another); constant liar: parallel workers do not all
             # ask for the same point while the first is still running
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
-                                                 multivariate=True, group=True,
-                                                 constant_liar=True)
+            with warnings.catch_warnings():  # "group is experimental": known, chosen
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup,
+                                                     multivariate=True, group=True,
+                                                     constant_liar=True)
             metric, mode = "capacity_per_dollar", "max"
         return optuna_search(
             space=self.sampled, metric=metric, mode=mode, sampler=sampler,
