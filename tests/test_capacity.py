@@ -158,5 +158,9 @@ def test_a_worker_reuses_an_execution_model_only_where_the_trial_would_build_the
 
     assert execution_model(cfg(32, "roofline")) is execution_model(cfg(512, "roofline"))
     assert execution_model(cfg(32, "profiled")) is not execution_model(cfg(512, "profiled"))
+    # a search passes the space's widest range: one model per layout serves every trial
+    wide = (512, 2048, 4096)
+    assert execution_model(cfg(32, "profiled"), wide) is execution_model(cfg(512, "profiled"),
+                                                                         wide)
     fp8 = cfg(32, "roofline", precision={"weights": "fp8", "kv_cache": "fp8"})
     assert execution_model(fp8) is not execution_model(cfg(32, "roofline"))

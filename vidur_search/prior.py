@@ -98,16 +98,8 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
                     ) -> list[tuple[Candidate, float]]:
     """Every candidate with its estimated capacity per dollar (QPS per $/h), best first;
     ties (the fluid model sees no difference, e.g. a batch cap that never binds) keep the
-    larger batch cap first. Candidates of one layout (SKU, TP, PP) share one execution
-    model, the one whose tables cover the layout's largest batch cap and chunk (measured
-    profiles build a table per range; the roofline kinds share it anyway)."""
-    widest: dict[tuple[str, int, int], Candidate] = {}
-    for cand in candidates:
-        layout = (cand.sku, cand.tp, cand.pp)
-        best = widest.get(layout)
-        if best is None or (cand.batch_cap, cand.chunk_size) > (best.batch_cap,
-                                                                  best.chunk_size):
-            widest[layout] = cand
+    larger batch cap first. Execution models are the trials' own (``execution_model``
+    with ``ctx.table_range``: one per layout)."""
     scored = []
     lengths: tuple[np.ndarray, np.ndarray] | None = None
     for cand in candidates:
@@ -115,10 +107,9 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
         if lengths is None:  # the workload's lengths do not depend on the candidate
             reqs = generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
             lengths = (reqs.num_prefill, reqs.num_decode)
-        wide = simulation_config(ctx.base, _one_replica(widest[(cand.sku, cand.tp, cand.pp)]),
-                                 ctx.requests_per_replica)
         try:
-            qps = estimate_capacity(cfg, execution_model(wide), *lengths, ctx.slo)
+            qps = estimate_capacity(cfg, execution_model(cfg, ctx.table_range), *lengths,
+                                    ctx.slo)
         except Exception as err:  # a trial would record this as a failure; rank it last
             log.warning("fluid model failed on %s: %s", cand.key, err)
             qps = 0.0

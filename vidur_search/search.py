@@ -126,7 +126,10 @@ def check_profiles(app: dict[str, Any], space: Space) -> None:
         require_layer_ops(cfg.execution.profiled, cfg.model, cfg.sku, cand.tp)
 
 
-def trial_context(app: dict[str, Any], name: str, prices: dict[str, float]) -> TrialContext:
+def trial_context(app: dict[str, Any], name: str, prices: dict[str, float],
+                  space: Space | None = None) -> TrialContext:
+    """What every trial of workload ``name`` shares; with ``space``, the lookup-table
+    range that covers all of its candidates (measured profiles, see ``execution_model``)."""
     cap = app["search"]["capacity"]
     return TrialContext(
         base=base_settings(app, app["workloads"][name]), workload_name=name,
@@ -139,6 +142,7 @@ def trial_context(app: dict[str, Any], name: str, prices: dict[str, float]) -> T
         requests_per_replica=cap["max_requests_per_replica"],
         replica_scaling=cap["replica_scaling"], prices=prices,
         max_trial_s=float(cap.get("max_trial_s", 0.0)),
+        table_range=space.table_range() if space is not None else (0, 0, 0),
     )
 
 
@@ -377,7 +381,7 @@ class Sweep:
         sampler = self.app["search"]["sampler"]
         storage = optuna_storage(self.storage_url) if sampler != "grid" else None
         for name in self.app["workloads"]:
-            ctx = trial_context(self.app, name, self.prices)
+            ctx = trial_context(self.app, name, self.prices, self.space)
             finished = self.table.done(name)
             study = f"{self.study_prefix}-{name}"
             if sampler == "grid":

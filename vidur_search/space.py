@@ -97,6 +97,15 @@ class Space:
 
         return min(self.candidates, key=distance)
 
+    def table_range(self) -> tuple[int, int, int]:
+        """(batch cap, chunk size, tokens per batch): the largest any candidate's
+        scheduler uses, the range a shared lookup table must cover."""
+        tokens = max((int(scheduler_preset(c.scheduler).get("max_tokens_per_batch", 0))
+                      for c in self.candidates), default=0)
+        chunk = max((c.chunk_size for c in self.candidates), default=0)
+        return (max((c.batch_cap for c in self.candidates), default=0), chunk,
+                max(tokens, chunk))
+
     def by_key(self) -> dict[str, Candidate]:
         return {c.key: c for c in self.candidates}
 

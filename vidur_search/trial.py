@@ -43,32 +43,45 @@ class TrialContext:
     replica_scaling: str  # "linear" | "simulate"
     prices: dict[str, float]
     max_trial_s: float = 0.0  # 0 = no limit
+    # measured profiles: (batch cap, chunk, tokens per batch) every trial's lookup tables
+    # cover, the space's largest, so a worker builds one model per layout; 0s = the
+    # trial's own range
+    table_range: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def model(self) -> str:
         return str(self.base["model"])
 
 
-# Least recently used last; measured-profile models hold ~10 MB of tables each and a
-# profiled space builds one per (layout, batch/token range), so a worker keeps at most
-# MAX_CACHED_MODELS of them (a rebuild from the predictor cache takes ~0.2 s).
+# Least recently used last; a worker keeps at most MAX_CACHED_MODELS models (a measured
+# profile model holds ~10 MB of lookup tables; a rebuild from the predictor cache ~0.2 s).
 _MODELS: OrderedDict[str, ExecutionModel] = OrderedDict()
 MAX_CACHED_MODELS = 16
 
 
-def execution_model(cfg: SimulationConfig) -> ExecutionModel:
+def execution_model(cfg: SimulationConfig,
+                    table_range: tuple[int, int, int] = (0, 0, 0)) -> ExecutionModel:
     """The (per-process cached) execution model of ``cfg``: built once per worker for each
     distinct set of what ``build_execution_model`` reads (model, catalogue, SKU, node, TP,
     PP, EP, precision, execution settings and, for measured profiles, the batch and token
     range their lookup tables cover), so a trial's result never depends on which trial
-    the worker ran before."""
+    the worker ran before. ``table_range`` (batch cap, chunk, tokens per batch) widens a
+    measured-profile model's tables to cover the whole search space, so that one model
+    per layout serves every trial: profiles and fitted predictors load once per worker."""
+    if cfg.execution.kind == "profiled" and any(table_range):
+        sched = cfg.scheduler
+        wide = dataclasses.replace(
+            sched, max_batch_size=max(sched.max_batch_size, table_range[0]),
+            chunk_size=max(sched.chunk_size, table_range[1]),
+            max_tokens_per_batch=max(sched.max_tokens_per_batch, table_range[2]))
+        cfg = dataclasses.replace(cfg, scheduler=wide)
     sched = cfg.scheduler
-    table_range = ([sched.max_batch_size, sched.max_tokens_per_batch, sched.chunk_size]
-                   if cfg.execution.kind == "profiled" else [])
+    tables = ([sched.max_batch_size, sched.max_tokens_per_batch, sched.chunk_size]
+              if cfg.execution.kind == "profiled" else [])
     key = json.dumps([cfg.model, cfg.catalogue, cfg.sku, cfg.node_spec.name,
                       cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel,
                       cfg.parallel.expert_parallel, dataclasses.asdict(cfg.precision),
-                      dataclasses.asdict(cfg.execution), table_range],
+                      dataclasses.asdict(cfg.execution), tables],
                      sort_keys=True, default=str)
     if key in _MODELS:
         _MODELS.move_to_end(key)
@@ -125,7 +138,8 @@ def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
 
     settings = dataclasses.replace(ctx.capacity,
                                    min_requests=ctx.capacity.min_requests * sim_cand.replicas)
-    res = find_capacity(cfg, ctx.slo, settings, execution=execution_model(cfg),
+    res = find_capacity(cfg, ctx.slo, settings,
+                        execution=execution_model(cfg, ctx.table_range),
                         on_probe=check_time)
     scale = cand.replicas if linear else 1
     row = identity_row(ctx, cand)
