@@ -164,3 +164,27 @@ def test_a_worker_reuses_an_execution_model_only_where_the_trial_would_build_the
                                                                          wide)
     fp8 = cfg(32, "roofline", precision={"weights": "fp8", "kv_cache": "fp8"})
     assert execution_model(fp8) is not execution_model(cfg(32, "roofline"))
+
+
+def test_expert_parallel_candidates_exist_for_moe_models_only_and_run_as_one_group() -> None:
+    """``search.space.expert_parallel: [false, true]`` adds each MoE deployment as one EP
+    group over all its GPUs; a trial simulates the whole group (its ranks step together)."""
+    space_cfg = {"skus": ["h100-sxm"], "tensor_parallel": [1, 2], "pipeline_parallel": [1, 2],
+                 "max_gpus": 4, "fill_budget": True, "schedulers": ["sarathi"],
+                 "batch_caps": [64], "chunk_sizes": [512], "expert_parallel": [False, True]}
+    moe = build_space(_base("mixtral-8x7b"), space_cfg, 1)
+    ep = [c for c in moe.candidates if c.ep > 1]
+    assert ep and all(c.ep == c.tp * c.replicas and c.pp == 1 for c in ep)
+    assert {c.key for c in ep}.isdisjoint(c.key for c in moe.candidates if c.ep == 1)
+    assert any("expert_parallel" in reason for reason in moe.dropped)  # PP 2 cannot
+    dense = build_space(_base(), space_cfg, 1)
+    assert not [c for c in dense.candidates if c.ep > 1]
+    assert any("dense model" in reason or "expert_parallel" in reason
+               for reason in dense.dropped)
+
+    ctx = _ctx(base=_base("mixtral-8x7b", prefill_tokens=256, decode_tokens=32))
+    cand = max(ep, key=lambda c: c.replicas)
+    row = run_trial(ctx, cand)
+    assert row["status"] == "ok", row["error"]
+    assert row["expert_parallel"] == cand.ep and row["key"].endswith(f"|ep{cand.ep}")
+    assert row["capacity_qps"] > 0

@@ -78,7 +78,8 @@ def test_diff_detects_a_new_best_plan_and_gained_and_lost_points():
     assert [p["tp"] for p in chat["pareto_gained"]] == [2]
     assert chat["pareto_gained"][0] == {"model": "llama-2-7b", "sku": "a100-80gb", "tp": 2,
                                         "pp": 1, "replicas": 1, "scheduler": "vllm",
-                                        "batch_cap": 128, "chunk_size": 0, "workload": "chat"}
+                                        "batch_cap": 128, "chunk_size": 0, "workload": "chat",
+                                        "expert_parallel": 1}  # absent from the table: 1
     assert [p["sku"] for p in chat["pareto_lost"]] == ["a100-80gb"]
     assert chat["pareto_lost"][0]["tp"] == 1
     assert not chat["regression"] and exit_code(diff) == EXIT_OK

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from vidur_search import settings
 from vidur_search.cli import run_and_exit
+from vidur_search.results import normalise
 
 console = Console(stderr=True)
 settings.register()
@@ -56,7 +57,8 @@ def run(cfg: DictConfig) -> int:
     out_dir = Path(app["output"]["dir"])
     nightly_mode = app["output"]["mode"] == "nightly"
     prev_dir = nightly.latest_run(out_dir.parent, exclude=out_dir) if nightly_mode else None
-    prev = pd.read_parquet(prev_dir / "trials.parquet") if prev_dir else None
+    prev = (normalise(pd.read_parquet(prev_dir / "trials.parquet").to_dict("records"))
+            if prev_dir else None)  # normalised: a night before a new column gets it
     storage_root = out_dir.parent if nightly_mode else out_dir
     storage = app["search"]["storage"] or f"sqlite:///{storage_root / 'optuna.db'}"
     prefix = f"{app['name']}-{out_dir.name}" if nightly_mode else app["name"]

@@ -24,6 +24,7 @@ from simulator.metrics.outputs import _jsonable, _write_atomic, _write_json
 from vidur_search.pareto import (
     DEFAULT_OBJECTIVES,
     IDENTITY_COLUMNS,
+    OPTIONAL_IDENTITY,
     plan_mask,
     require_columns,
     validate_objectives,
@@ -76,8 +77,8 @@ def latest_run(root: str | Path, exclude: str | Path | None = None) -> Path | No
 def _identity(row: Mapping[str, Any]) -> dict[str, Any]:
     """JSON-friendly identity of a plan: ints for integral numbers, str for the rest."""
     out: dict[str, Any] = {}
-    for c in IDENTITY_COLUMNS:
-        v = row[c]
+    for c in (*IDENTITY_COLUMNS, *OPTIONAL_IDENTITY):
+        v = row[c] if c in row else OPTIONAL_IDENTITY[c]
         if isinstance(v, bool | np.bool_):
             out[c] = bool(v)
         elif isinstance(v, int | np.integer):
@@ -90,7 +91,7 @@ def _identity(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _key(identity: Mapping[str, Any]) -> tuple[Any, ...]:
-    return tuple(identity[c] for c in IDENTITY_COLUMNS)
+    return tuple(identity[c] for c in (*IDENTITY_COLUMNS, *OPTIONAL_IDENTITY))
 
 
 def _plan_summary(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,9 +212,10 @@ def _plan_text(p: Mapping[str, Any] | None) -> str:
     if p is None:
         return "none"
     chunk = f" chunk {p['chunk_size']}" if p.get("chunk_size") else ""
+    ep = f" EP{p['expert_parallel']}" if (p.get("expert_parallel") or 1) > 1 else ""
     cpd = p.get("capacity_per_dollar")
     return (f"{p['sku']} tp{p['tp']} pp{p['pp']} x{p['replicas']} {p['scheduler']} "
-            f"batch {p['batch_cap']}{chunk}"
+            f"batch {p['batch_cap']}{chunk}{ep}"
             + (f" ({cpd:.4g} QPS per $/h)" if isinstance(cpd, float | int) else ""))
 
 

@@ -8,6 +8,7 @@ pure function of the trials DataFrame so that it can be tested without Ray.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from simulator.errors import ConfigError
 IDENTITY_COLUMNS: tuple[str, ...] = (
     "model", "sku", "tp", "pp", "replicas", "scheduler", "batch_cap", "chunk_size", "workload",
 )
+#: Identity columns a table may lack (written before they existed), with their value then.
+OPTIONAL_IDENTITY: dict[str, Any] = {"expert_parallel": 1}
 
 #: The search's objectives: most capacity per dollar, lowest TTFT P90 and TBT P99.
 DEFAULT_OBJECTIVES: dict[str, str] = {

@@ -119,6 +119,10 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
 
 
 def _one_replica(cand: Candidate) -> Candidate:
+    """The candidate's replica as simulated alone; an EP group's ranks only run together
+    (the model prices one rank; the estimate is per replica either way)."""
+    if cand.ep > 1:
+        return cand
     return Candidate(cand.sku, cand.tp, cand.pp, 1, cand.scheduler, cand.batch_cap,
                      cand.chunk_size)
 

@@ -53,11 +53,12 @@ REPORT_COLUMNS: tuple[str, ...] = (
 # Columns of the table of all plans, in this order, when the trials table has them.
 _PLAN_COLUMNS = (
     "trial_id", "workload", "model", "sku", "node", "tp", "pp", "replicas", "scheduler",
-    "batch_cap", "chunk_size", "num_gpus", "cost_per_hour", "capacity_qps",
+    "batch_cap", "chunk_size", "expert_parallel", "num_gpus", "cost_per_hour", "capacity_qps",
     "capacity_per_dollar", "cost_per_million_tokens", "tokens_per_s", "ttft_p50", "ttft_p90",
     "ttft_p99", "tbt_p50", "tbt_p99", "e2e_p90", "pareto",
 )
-_CONFIG_COLUMNS = ("sku", "tp", "pp", "replicas", "scheduler", "batch_cap", "chunk_size")
+_CONFIG_COLUMNS = ("sku", "tp", "pp", "replicas", "scheduler", "batch_cap", "chunk_size",
+                   "expert_parallel")
 _PLOT_X = (("ttft_p90", "TTFT P90 (s)"), ("tbt_p99", "TBT P99 (s)"))
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
@@ -378,6 +379,8 @@ def console_summary(trials: pd.DataFrame, console: Console | None = None, top: i
     spec = [("sku", "sku", "left"), ("tp", "tp", "right"), ("pp", "pp", "right"),
             ("replicas", "replicas", "right"), ("scheduler", "scheduler", "left"),
             ("batch_cap", "batch_cap", "right"), ("chunk_size", "chunk", "right"),
+            *([("expert_parallel", "EP", "right")]
+              if "expert_parallel" in plans and (plans["expert_parallel"] > 1).any() else []),
             ("workload", "workload", "left"), ("capacity_qps", "capacity QPS", "right"),
             ("cost_per_hour", "$/h", "right"), ("capacity_per_dollar", "QPS per $/h", "right"),
             ("ttft_p90", "TTFT p90 (s)", "right"), ("tbt_p99", "TBT p99 (s)", "right")]

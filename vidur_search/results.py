@@ -18,13 +18,15 @@ from simulator import ConfigError
 #: Columns of the trials table, in order (see docs/search.md for their meaning).
 COLUMNS: tuple[str, ...] = (
     "trial_id", "status", "error", "model", "sku", "node", "tp", "pp", "replicas",
-    "scheduler", "batch_cap", "chunk_size", "workload", "num_gpus", "price_per_gpu_hour",
+    "scheduler", "batch_cap", "chunk_size", "expert_parallel", "workload", "num_gpus",
+    "price_per_gpu_hour",
     "cost_per_hour", "capacity_qps", "capacity_reason", "capacity_per_dollar",
     "cost_per_million_tokens", "tokens_per_s", "ttft_p50", "ttft_p90", "ttft_p99",
     "tbt_p50", "tbt_p99", "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90", "sched_delay_p99",
     "simulations", "wall_s", "finished_at", "node_ip", "node_id", "key",
 )
-_INT = ("tp", "pp", "replicas", "batch_cap", "chunk_size", "num_gpus", "simulations")
+_INT = ("tp", "pp", "replicas", "batch_cap", "chunk_size", "expert_parallel", "num_gpus",
+        "simulations")
 _STR = ("trial_id", "status", "error", "model", "sku", "node", "scheduler", "workload",
         "capacity_reason", "finished_at", "node_ip", "node_id", "key")
 
@@ -33,8 +35,9 @@ def normalise(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows (dicts) as a trials DataFrame with every column, in order, with fixed dtypes."""
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in COLUMNS:
-        if col in _INT:
-            df[col] = pd.to_numeric(df[col]).fillna(0).astype("int64")
+        if col in _INT:  # a table written before EP was searched has EP 1
+            fill = 1 if col == "expert_parallel" else 0
+            df[col] = pd.to_numeric(df[col]).fillna(fill).astype("int64")
         elif col in _STR:
             df[col] = df[col].fillna("").astype(str)
         else:

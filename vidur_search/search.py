@@ -167,6 +167,7 @@ class DefineByRun:
             per_layout.setdefault((c.tp, c.pp), set()).add(c.replicas)
         varies = any(len(r) > 1 for r in per_layout.values())
         self.reps = sorted({c.replicas for c in cands}) if varies else []
+        self.ep = len({c.ep > 1 for c in cands}) > 1  # sample EP only where it is a choice
 
     def __call__(self, trial: Any) -> None:
         trial.suggest_categorical("sku", self.skus)
@@ -175,6 +176,8 @@ class DefineByRun:
         if self.reps:
             trial.suggest_int("replicas_index", 0, len(self.reps) - 1)
         sched = trial.suggest_categorical("scheduler", self.scheds)
+        if self.ep:
+            trial.suggest_categorical("expert_parallel", [False, True])
         trial.suggest_int("batch_cap_index", 0, len(self.caps) - 1)
         if sched in CHUNKED and self.chunks:
             trial.suggest_int("chunk_index", 0, len(self.chunks) - 1)
@@ -186,7 +189,8 @@ class DefineByRun:
             par += f"-r{self.reps[p['replicas_index']]}"
         chunk = self.chunks[p["chunk_index"]] if "chunk_index" in p else 0
         return {"sku": p["sku"], "parallel": par, "scheduler": p["scheduler"],
-                "batch_cap": self.caps[p["batch_cap_index"]], "chunk_size": chunk}
+                "batch_cap": self.caps[p["batch_cap_index"]], "chunk_size": chunk,
+                "expert_parallel": bool(p.get("expert_parallel", False))}
 
     def encode(self, c: Candidate) -> dict[str, Any]:
         """The sampled parameters that select candidate ``c`` (warm starts)."""
@@ -195,6 +199,8 @@ class DefineByRun:
                              "batch_cap_index": self.caps.index(c.batch_cap)}
         if self.reps:
             p["replicas_index"] = self.reps.index(c.replicas)
+        if self.ep:
+            p["expert_parallel"] = c.ep > 1
         if c.scheduler in CHUNKED and c.chunk_size:
             p["chunk_index"] = self.chunks.index(c.chunk_size)
         return p

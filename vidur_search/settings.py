@@ -64,6 +64,9 @@ class SpaceSettings:
     schedulers: list[str] = field(default_factory=lambda: ["vllm_v0", "orca", "sarathi"])
     batch_caps: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
     chunk_sizes: list[int] = field(default_factory=lambda: [512, 1024, 2048])
+    # MoE: also try expert parallelism over the whole deployment (EP = replicas x TP,
+    # vLLM's --enable-expert-parallel with data-parallel replicas)
+    expert_parallel: list[bool] = field(default_factory=lambda: [False])
 
 
 @dataclass

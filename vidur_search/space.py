@@ -53,12 +53,13 @@ class Candidate:
     scheduler: str
     batch_cap: int
     chunk_size: int  # 0 for schedulers without a chunked token budget
+    ep: int = 1  # expert parallelism: 1, or replicas x tp (one EP group, MoE only)
 
     @property
     def key(self) -> str:
         """Stable identity, used to skip configurations already measured."""
         return (f"{self.sku}|tp{self.tp}|pp{self.pp}|r{self.replicas}|{self.scheduler}"
-                f"|b{self.batch_cap}|c{self.chunk_size}")
+                f"|b{self.batch_cap}|c{self.chunk_size}" + (f"|ep{self.ep}" if self.ep > 1 else ""))
 
     @property
     def num_gpus(self) -> int:
@@ -67,7 +68,7 @@ class Candidate:
     def as_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "tp": self.tp, "pp": self.pp, "replicas": self.replicas,
                 "scheduler": self.scheduler, "batch_cap": self.batch_cap,
-                "chunk_size": self.chunk_size}
+                "chunk_size": self.chunk_size, "ep": self.ep}
 
 
 @dataclass
@@ -79,16 +80,19 @@ class Space:
 
     def nearest(self, params: Mapping[str, Any]) -> Candidate:
         """The runnable candidate closest to a sampler's ``params`` (sku, parallel,
-        scheduler, batch_cap, chunk_size): exact when it is runnable; else same SKU and
-        scheduler first, then the nearest layout, batch cap and chunk in log2 steps. This
-        keeps every trial on a configuration that can run."""
+        scheduler, batch_cap, chunk_size, expert_parallel): exact when it is runnable;
+        else same SKU, scheduler and expert parallelism first, then the nearest layout,
+        batch cap and chunk in log2 steps. This keeps every trial on a configuration that
+        can run."""
         want_sku, want_sched = params["sku"], params["scheduler"]
+        want_ep = bool(params.get("expert_parallel", False))
         tp, pp, reps = parse_layout(str(params["parallel"]))
         cap, chunk = int(params["batch_cap"]), int(params.get("chunk_size") or 0)
 
         def distance(c: Candidate) -> tuple[float, ...]:
             return (
                 float(c.sku != want_sku), float(c.scheduler != want_sched),
+                float((c.ep > 1) != want_ep),
                 abs(math.log2(c.tp / tp)) + abs(math.log2(c.pp / pp))
                 + (abs(math.log2(c.replicas / reps)) if reps else 0.0),
                 abs(math.log2(c.batch_cap / cap)),
@@ -146,7 +150,7 @@ def simulation_config(
         "sku": c.sku,
         "node": (base.get("nodes") or {}).get(c.sku, ""),
         "parallel": {"tensor_parallel": c.tp, "pipeline_parallel": c.pp,
-                     "replicas": c.replicas},
+                     "replicas": c.replicas, "expert_parallel": c.ep},
         "scheduler": sched,
         "workload": workload,
         "execution": base.get("execution", {}),
@@ -160,9 +164,11 @@ def simulation_config(
 def build_space(base: Mapping[str, Any], space: Mapping[str, Any],
                 requests_per_replica: int) -> Space:
     """Enumerate ``space`` (lists of skus, tensor_parallel, pipeline_parallel, replicas,
-    schedulers, batch_caps, chunk_sizes; ``max_gpus``; ``fill_budget``) and keep the
-    candidates that can run. With ``fill_budget`` the replica count is whatever fills
-    ``max_gpus`` (``max_gpus // (tp * pp)``) instead of the ``replicas`` list."""
+    schedulers, batch_caps, chunk_sizes, expert_parallel; ``max_gpus``; ``fill_budget``)
+    and keep the candidates that can run. With ``fill_budget`` the replica count is
+    whatever fills ``max_gpus`` (``max_gpus // (tp * pp)``) instead of the ``replicas``
+    list. ``expert_parallel: [false, true]`` adds, for MoE models, each deployment as one
+    EP group over all its GPUs (``ep = replicas x tp``)."""
     for name in ("skus", "tensor_parallel", "pipeline_parallel", "schedulers", "batch_caps"):
         if not space.get(name):
             raise ConfigError(f"search.space.{name}", space.get(name), "a non-empty list")
@@ -181,13 +187,18 @@ def build_space(base: Mapping[str, Any], space: Mapping[str, Any],
         for r in reps:
             for sched in space["schedulers"]:
                 chunks = list(space.get("chunk_sizes") or [0]) if sched in CHUNKED else [0]
-                for cap, chunk in itertools.product(space["batch_caps"], chunks):
+                for cap, chunk, use_ep in itertools.product(
+                        space["batch_caps"], chunks, space.get("expert_parallel") or [False]):
                     if r < 1 or tp * pp * r > max_gpus:
                         dropped[f"more than search.space.max_gpus={max_gpus} GPUs"] += 1
                         continue
-                    c = Candidate(sku, tp, pp, r, sched, cap, chunk)
+                    ep = tp * r if use_ep else 1
+                    if use_ep and ep == 1:
+                        dropped["expert parallelism needs more than one GPU"] += 1
+                        continue
+                    c = Candidate(sku, tp, pp, r, sched, cap, chunk, ep)
                     # memory and divisibility depend on these only; check each once
-                    fkey = (sku, tp, pp, sched, cap, chunk)
+                    fkey = (sku, tp, pp, sched, cap, chunk, ep)
                     if fkey not in feasible:
                         try:
                             simulation_config(base, c, 1)

@@ -99,7 +99,8 @@ def identity_row(ctx: TrialContext, cand: Candidate) -> dict[str, Any]:
     return {
         "model": ctx.model, "sku": cand.sku, "node": node, "tp": cand.tp, "pp": cand.pp,
         "replicas": cand.replicas, "scheduler": cand.scheduler, "batch_cap": cand.batch_cap,
-        "chunk_size": cand.chunk_size, "workload": ctx.workload_name,
+        "chunk_size": cand.chunk_size, "expert_parallel": cand.ep,
+        "workload": ctx.workload_name,
         "num_gpus": cand.num_gpus, "price_per_gpu_hour": price,
         "cost_per_hour": cand.num_gpus * price, "key": cand.key,
     }
@@ -126,7 +127,8 @@ def run_trial(ctx: TrialContext, cand: Candidate) -> dict[str, Any]:
 
 
 def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
-    linear = ctx.replica_scaling == "linear"
+    # an EP group's replicas step in lockstep: simulated together, never scaled
+    linear = ctx.replica_scaling == "linear" and cand.ep == 1
     sim_cand = dataclasses.replace(cand, replicas=1) if linear else cand
     cfg = simulation_config(ctx.base, sim_cand, ctx.requests_per_replica)
     deadline = t0 + ctx.max_trial_s if ctx.max_trial_s > 0 else math.inf
