@@ -188,3 +188,19 @@ def test_expert_parallel_candidates_exist_for_moe_models_only_and_run_as_one_gro
     assert row["status"] == "ok", row["error"]
     assert row["expert_parallel"] == cand.ep and row["key"].endswith(f"|ep{cand.ep}")
     assert row["capacity_qps"] > 0
+
+
+def test_every_candidate_round_trips_through_the_samplers_parameters() -> None:
+    """What TPE samples (ordinal indices, EP as a switch) maps back to the same candidate,
+    so warm starts and the prior's first points measure what they name."""
+    from vidur_search.search import DefineByRun
+
+    space = build_space(_base("mixtral-8x7b"), {
+        "skus": ["h100-sxm", "a100-80gb"], "tensor_parallel": [1, 2, 4],
+        "pipeline_parallel": [1, 2], "max_gpus": 4, "fill_budget": True,
+        "schedulers": ["sarathi", "vllm_v0"], "batch_caps": [64, 256],
+        "chunk_sizes": [512, 2048], "expert_parallel": [False, True]}, 1)
+    sampled = DefineByRun(space)
+    assert sampled.ep and any(c.ep > 1 for c in space.candidates)
+    for c in space.candidates:
+        assert space.nearest(sampled.decode(sampled.encode(c))) == c
