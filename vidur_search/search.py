@@ -462,16 +462,17 @@ class Sweep:
                     search_alg=self._searcher(plan, OptunaSearch),
                     num_samples=plan.remaining, max_concurrent_trials=concurrency,
                     reuse_actors=True)
-            run_cfg = tune.RunConfig(
-                name=f"{plan.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str((self.out_dir / "ray").resolve()),
-                callbacks=[_failed_trials_callback()(store, plan.ctx, self.space,
-                                                        self.sampled)],
-                verbose=0, log_to_file=False,
-            )
             self._say(f"{plan.workload}: {plan.remaining} trials on {concurrency} "
                       f"concurrent workers ({search['sampler']})")
-            with quiet_logs(), _TableWriter(self, plan, store):
+            with quiet_logs(), _TableWriter(self, plan, store) as writer:
+                run_cfg = tune.RunConfig(
+                    name=f"{plan.study_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                    storage_path=str((self.out_dir / "ray").resolve()),
+                    callbacks=[_drain_on_result_callback(writer),
+                               _failed_trials_callback()(store, plan.ctx, self.space,
+                                                         self.sampled)],
+                    verbose=0, log_to_file=False,
+                )
                 tune.Tuner(trainable, param_space=param_space, tune_config=tune_cfg,
                            run_config=run_cfg).fit()
         return self.table.frame()
@@ -511,7 +512,8 @@ class Sweep:
 
 
 class _TableWriter:
-    """While a study runs, a driver thread drains the study's store into
+    """While a study runs, a driver thread (and, where Tune's driver runs in this
+    process, Tune's result callback at once) drains the study's store into
     ``trials.parquet`` (each trial written as it finishes) and drives the progress bar;
     leaving the ``with`` block drains what is left."""
 
@@ -521,6 +523,7 @@ class _TableWriter:
         self.sweep, self.plan, self.store = sweep, plan, store
         self.best, self.done = 0.0, 0
         self.pending: list[tuple[dict[str, Any] | None, float]] = []
+        self.lock = threading.Lock()  # the poll thread and Tune's result callback
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.task = None
@@ -554,7 +557,11 @@ class _TableWriter:
         once written, so a failed write loses nothing."""
         import ray
 
-        self.pending += ray.get(self.store.drain.remote())
+        with self.lock:
+            self._write_events(ray.get(self.store.drain.remote()))
+
+    def _write_events(self, events: list[tuple[dict[str, Any] | None, float]]) -> None:
+        self.pending += events
         if not self.pending:
             return
         while self.pending:
@@ -568,6 +575,30 @@ class _TableWriter:
             self.sweep.progress.update(
                 self.task, completed=self.done,
                 description=f"{self.plan.workload} best {self.best:.3g} QPS per $/h")
+
+
+def _drain_on_result_callback(writer: _TableWriter) -> Any:
+    """A Tune callback that writes a trial's row when Tune receives its result, i.e.
+    before the Optuna searcher records the trial as complete, so a kill between the two
+    cannot leave a completed trial without its row. It runs where Tune's driver runs: in
+    this process it drains at once; pickled (Tune checkpoints its callbacks; Ray Client
+    runs them on the head) it becomes a plain no-op callback and the poll thread does the
+    work."""
+    from ray.tune import Callback
+
+    class DrainOnResult(Callback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            try:
+                writer._drain()
+            except Exception:  # kept pending; the poll thread retries
+                log.exception("could not write trials to %s (will retry)",
+                              writer.sweep.table.path)
+
+        def __reduce__(self) -> tuple:
+            return (Callback, ())
+
+    return DrainOnResult()
 
 
 def _failed_trials_callback() -> type:
