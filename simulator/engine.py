@@ -144,7 +144,7 @@ class Simulation:
         """Simulate until every request has completed or been rejected."""
         if self.ep > 1:
             return self._run_lockstep(progress)
-        st, replicas, router, pp = self.state, self.replicas, self.router, self.pp
+        st, replicas, pp = self.state, self.replicas, self.pp
         execution = self.execution
         arrivals = st.arrival
         n = st.n
@@ -164,35 +164,11 @@ class Simulation:
         stage_free = [[0.0] * pp for _ in range(num_r)]
         in_flight = [0] * num_r
         log = _BatchLog(pp)
-        next_arrival = 0
         events = 0
         finished = 0
-        arrival_cfg = self.cfg.workload.arrival
-        closed = arrival_cfg.kind == "closed"
-        # closed loop: arrival times pushed but not yet popped, in time order (the
-        # fast-forward horizon); the id of the next request a user will send
-        upcoming: deque[float] = deque()
-        think = arrival_cfg.think_time_s
-        next_issue = 0
-        if closed:
-            next_issue = min(arrival_cfg.concurrency, n)
-            for rid in range(next_issue):
-                arrivals[rid] = 0.0
-                upcoming.append(0.0)
-                push(heap, (0.0, ARRIVAL, next(seq), rid))
-        elif n:
-            push(heap, (arrivals[0], ARRIVAL, next(seq), 0))
-
-        def issue_next(count_done: int, t: float) -> None:
-            """Closed loop: each finished request's user sends its next one."""
-            nonlocal next_issue
-            for _ in range(count_done):
-                if next_issue >= n:
-                    return
-                arrivals[next_issue] = t + think
-                upcoming.append(t + think)
-                push(heap, (t + think, ARRIVAL, next(seq), next_issue))
-                next_issue += 1
+        feed = _Arrivals(self.cfg, arrivals, n, heap, seq)
+        closed, think, upcoming = feed.closed, feed.think, feed.upcoming
+        issue_next = feed.issue_next
 
         def request_schedule(r: int, t: float) -> None:
             if pending[r] <= t:
@@ -293,7 +269,7 @@ class Simulation:
                 if num_r > 1 and heap and heap[0][0] + think < horizon:
                     horizon = heap[0][0] + think
             else:
-                horizon = arrivals[next_arrival] if next_arrival < n else INF
+                horizon = arrivals[feed.next] if feed.next < n else INF
             # (fast_forward declines anyway when the next arrival is this close)
             if horizon - now >= 4 * sched.last_duration:
                 res = sched.fast_forward(now, horizon, execution, ff_cap)
@@ -327,7 +303,7 @@ class Simulation:
         if ff:
             try_launch = try_launch1
 
-        reject_check = replicas[0].reject_reason if replicas else None
+        admit = self._admitter(feed)
         # the loop makes no reference cycles: the cyclic collector would only rescan the
         # growing logs, a few % of the run
         gc_was_enabled = gc.isenabled()
@@ -362,23 +338,10 @@ class Simulation:
                         t = payload.end
                         events += 1
                 elif kind == ARRIVAL:
-                    rid = payload
-                    if closed:
-                        upcoming.popleft()
-                    else:
-                        next_arrival = rid + 1
-                        if next_arrival < n:
-                            push(heap, (arrivals[next_arrival], ARRIVAL, next(seq), next_arrival))
-                    reason = reject_check(rid)
-                    if reason:
-                        st.reject_reason[rid] = reason
+                    r = admit(payload, t)
+                    if r < 0:
                         finished += 1
-                        if closed:
-                            issue_next(1, t)
                     else:
-                        r = router.route(rid, replicas)
-                        st.replica[rid] = r
-                        replicas[r].add_request(rid)
                         schedule_now(r, t)
                 else:
                     if pending[payload] == t:
@@ -404,7 +367,7 @@ class Simulation:
         runtime. A dummy step is never the slowest (its layers cost no more than a real
         batch's, with the same MoE layers) and is not logged. When no rank has a batch
         the group idles until the next arrival."""
-        st, replicas, router = self.state, self.replicas, self.router
+        st, replicas = self.state, self.replicas
         execution = self.execution
         arrivals = st.arrival
         n = st.n
@@ -417,27 +380,8 @@ class Simulation:
         events = finished = 0
         busy = False  # a group step is in flight
         pending = INF  # time of the queued SCHEDULE, if any
-        arrival_cfg = self.cfg.workload.arrival
-        closed = arrival_cfg.kind == "closed"
-        think = arrival_cfg.think_time_s
-        next_issue = 0
-        if closed:
-            next_issue = min(arrival_cfg.concurrency, n)
-            for rid in range(next_issue):
-                arrivals[rid] = 0.0
-                push(heap, (0.0, ARRIVAL, next(seq), rid))
-        elif n:
-            push(heap, (arrivals[0], ARRIVAL, next(seq), 0))
-
-        def issue_next(count_done: int, t: float) -> None:
-            """Closed loop: each finished request's user sends its next one."""
-            nonlocal next_issue
-            for _ in range(count_done):
-                if next_issue >= n:
-                    return
-                arrivals[next_issue] = t + think
-                push(heap, (t + think, ARRIVAL, next(seq), next_issue))
-                next_issue += 1
+        feed = _Arrivals(self.cfg, arrivals, n, heap, seq)
+        closed, issue_next = feed.closed, feed.issue_next
 
         def request_step(t: float) -> None:
             """A SCHEDULE at ``t`` (after the arrivals and batch ends of ``t``)."""
@@ -468,7 +412,7 @@ class Simulation:
             push(heap, (end, BATCH_END, next(seq), batches))
             return True
 
-        reject_check = replicas[0].reject_reason
+        admit = self._admitter(feed)
         wall0 = time.perf_counter()
         while heap:
             t, kind, _, payload = pop(heap)
@@ -486,19 +430,9 @@ class Simulation:
                 busy = False
                 request_step(t)
             elif kind == ARRIVAL:
-                rid = payload
-                if not closed and rid + 1 < n:
-                    push(heap, (arrivals[rid + 1], ARRIVAL, next(seq), rid + 1))
-                reason = reject_check(rid)
-                if reason:
-                    st.reject_reason[rid] = reason
+                if admit(payload, t) < 0:
                     finished += 1
-                    if closed:
-                        issue_next(1, t)
                 else:
-                    r = router.route(rid, replicas)
-                    st.replica[rid] = r
-                    replicas[r].add_request(rid)
                     request_step(t)
             else:
                 pending = INF
@@ -510,6 +444,28 @@ class Simulation:
         if progress is not None:
             progress(finished, n)
         return self._records(log, wall, events)
+
+    def _admitter(self, feed: _Arrivals) -> Callable[[int, float], int]:
+        """The ARRIVAL handler both event loops share: the next arrival onto the heap, then
+        the request routed to a replica (its index) or rejected (-1, recorded; closed
+        loop: its user sends the next one)."""
+        st, replicas, router = self.state, self.replicas, self.router
+        reject_check = replicas[0].reject_reason
+        arrived, issue_next = feed.arrived, feed.issue_next
+
+        def admit(rid: int, t: float) -> int:
+            arrived(rid)
+            reason = reject_check(rid)
+            if reason:
+                st.reject_reason[rid] = reason
+                issue_next(1, t)
+                return -1
+            r = router.route(rid, replicas)
+            st.replica[rid] = r
+            replicas[r].add_request(rid)
+            return r
+
+        return admit
 
     def _records(self, log: _BatchLog, wall: float, events: int) -> SimulationRecords:
         st, cfg = self.state, self.cfg
@@ -561,6 +517,55 @@ def _active_params(cfg: SimulationConfig) -> int:
     mats = 3 if m.gated_mlp else 2
     inactive = (m.num_experts - m.experts_top_k) * mats * m.hidden_size * m.ffn_size
     return m.total_params() - m.num_layers * inactive
+
+
+class _Arrivals:
+    """Request arrivals on an event loop's heap. Open loop: the first request's arrival,
+    and each arrival pushes the next (``next`` is the next to arrive). Closed loop: the
+    first ``concurrency`` requests at 0, then a user's next request ``think_time_s`` after
+    one of theirs finishes; ``upcoming`` holds the arrival times pushed but not yet popped,
+    in time order (the fast-forward horizon)."""
+
+    def __init__(self, cfg: SimulationConfig, arrivals: np.ndarray, n: int,
+                 heap: list, seq: count) -> None:
+        a = cfg.workload.arrival
+        self.arrivals, self.n, self.heap, self.seq = arrivals, n, heap, seq
+        self.closed = a.kind == "closed"
+        self.think = a.think_time_s
+        self.upcoming: deque[float] = deque()
+        self.next = 0
+        self.next_issue = 0  # closed: the request the next finishing user sends
+        if self.closed:
+            self.next_issue = min(a.concurrency, n)
+            for rid in range(self.next_issue):
+                arrivals[rid] = 0.0
+                self.upcoming.append(0.0)
+                heapq.heappush(heap, (0.0, ARRIVAL, next(seq), rid))
+        elif n:
+            heapq.heappush(heap, (arrivals[0], ARRIVAL, next(seq), 0))
+
+    def arrived(self, rid: int) -> None:
+        """Request ``rid``'s ARRIVAL was popped."""
+        if self.closed:
+            self.upcoming.popleft()
+            return
+        self.next = rid + 1
+        if self.next < self.n:
+            heapq.heappush(self.heap, (self.arrivals[self.next], ARRIVAL, next(self.seq),
+                                       self.next))
+
+    def issue_next(self, count_done: int, t: float) -> None:
+        """Closed loop: each finished request's user sends its next one (open: nothing)."""
+        if not self.closed:
+            return
+        at = t + self.think
+        for _ in range(count_done):
+            if self.next_issue >= self.n:
+                return
+            self.arrivals[self.next_issue] = at
+            self.upcoming.append(at)
+            heapq.heappush(self.heap, (at, ARRIVAL, next(self.seq), self.next_issue))
+            self.next_issue += 1
 
 
 class _BatchLog:
