@@ -103,7 +103,7 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
     scored = []
     lengths: tuple[np.ndarray, np.ndarray] | None = None
     for cand in candidates:
-        cfg = simulation_config(ctx.base, _one_replica(cand), ctx.requests_per_replica)
+        cfg = simulation_config(ctx.base, cand.unit(), ctx.requests_per_replica)
         if lengths is None:  # the workload's lengths do not depend on the candidate
             reqs = generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
             lengths = (reqs.num_prefill, reqs.num_decode)
@@ -116,15 +116,6 @@ def rank_candidates(ctx: TrialContext, candidates: Sequence[Candidate]
         cost = ctx.prices[cand.sku] * cand.num_gpus
         scored.append((cand, qps * cand.replicas / cost))
     return sorted(scored, key=lambda cv: (-cv[1], -cv[0].batch_cap, cv[0].key))
-
-
-def _one_replica(cand: Candidate) -> Candidate:
-    """The candidate's replica as simulated alone; an EP group's ranks only run together
-    (the model prices one rank; the estimate is per replica either way)."""
-    if cand.ep > 1:
-        return cand
-    return Candidate(cand.sku, cand.tp, cand.pp, 1, cand.scheduler, cand.batch_cap,
-                     cand.chunk_size)
 
 
 def prior_points(ranked: Sequence[tuple[Candidate, float]], k: int) -> list[Candidate]:

@@ -9,6 +9,7 @@ sees configurations that can run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import Counter
@@ -64,6 +65,11 @@ class Candidate:
     @property
     def num_gpus(self) -> int:
         return self.tp * self.pp * self.replicas
+
+    def unit(self) -> Candidate:
+        """The part of this deployment that is simulated on its own: one replica, or the
+        whole EP group (its replicas step in lockstep)."""
+        return self if self.ep > 1 else dataclasses.replace(self, replicas=1)
 
     def as_dict(self) -> dict[str, Any]:
         return {"sku": self.sku, "tp": self.tp, "pp": self.pp, "replicas": self.replicas,

@@ -127,9 +127,7 @@ def run_trial(ctx: TrialContext, cand: Candidate) -> dict[str, Any]:
 
 
 def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
-    # an EP group's replicas step in lockstep: simulated together, never scaled
-    linear = ctx.replica_scaling == "linear" and cand.ep == 1
-    sim_cand = dataclasses.replace(cand, replicas=1) if linear else cand
+    sim_cand = cand.unit() if ctx.replica_scaling == "linear" else cand
     cfg = simulation_config(ctx.base, sim_cand, ctx.requests_per_replica)
     deadline = t0 + ctx.max_trial_s if ctx.max_trial_s > 0 else math.inf
 
@@ -143,7 +141,7 @@ def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
     res = find_capacity(cfg, ctx.slo, settings,
                         execution=execution_model(cfg, ctx.table_range),
                         on_probe=check_time)
-    scale = cand.replicas if linear else 1
+    scale = cand.replicas // sim_cand.replicas
     row = identity_row(ctx, cand)
     row.update(result_row(res))
     row["capacity_qps"] *= scale
