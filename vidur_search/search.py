@@ -335,30 +335,15 @@ def optuna_storage(url: str) -> Any:
     return optuna.storages.RDBStorage(url)
 
 
-def completed_in_study(storage: Any, study_name: str) -> int:
-    """Trials of ``study_name`` already completed in ``storage`` (0 for a new study)."""
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-    except KeyError:
-        return 0
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-
-
-def waiting_points(storage: Any, study_name: str) -> list[dict[str, Any]]:
-    """Parameters of the points a study holds enqueued but never ran: Tune's Optuna
-    searcher enqueues its first points in the study, so a sweep killed before measuring
-    them leaves them waiting, and the resumed study asks for them first (enqueuing them
-    again would measure each twice)."""
+def study_trials(storage: Any, study_name: str) -> list[Any]:
+    """Every trial of ``study_name`` in ``storage`` (none for a new study)."""
     import optuna
 
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         return []
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    return [dict(t.system_attrs.get("fixed_params", {})) for t in waiting]
+    return study.get_trials(deepcopy=False)
 
 
 class Sweep:
@@ -383,6 +368,8 @@ class Sweep:
 
     def plans(self) -> list[StudyPlan]:
         """Per workload: the finished trials and how many new ones the budget leaves."""
+        import optuna
+
         out = []
         sampler = self.app["search"]["sampler"]
         storage = optuna_storage(self.storage_url) if sampler != "grid" else None
@@ -392,21 +379,27 @@ class Sweep:
             study = f"{self.study_prefix}-{name}"
             if sampler == "grid":
                 remaining = sum(1 for c in self.space.candidates if c.key not in finished)
+                waiting: list[dict[str, Any]] = []
             else:
-                remaining = max(0, self.app["search"]["num_trials"]
-                                - completed_in_study(storage, study))
+                trials = study_trials(storage, study)
+                done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+                remaining = max(0, self.app["search"]["num_trials"] - done)
+                # first points Tune's searcher enqueued and a killed sweep never ran: the
+                # resumed study asks for them itself (enqueued again, each would run twice)
+                waiting = [dict(t.system_attrs.get("fixed_params", {})) for t in trials
+                           if t.state == optuna.trial.TrialState.WAITING]
             out.append(StudyPlan(name, ctx, finished, remaining, study,
-                                 self._warm_points(name, ctx, finished, storage)
+                                 self._warm_points(name, ctx, finished, waiting)
                                  if remaining else []))
         return out
 
     def _warm_points(self, workload: str, ctx: TrialContext,
-                     finished: dict[str, dict[str, Any]], storage: Any
+                     finished: dict[str, dict[str, Any]], waiting: list[dict[str, Any]]
                      ) -> list[dict[str, Any]]:
         """The points the sampler measures first: the previous run's best plans (nightly
         warm start), then the fluid model's best candidates (``vidur_search.prior``);
-        none already measured in this output folder (a resumed sweep does not spend its
-        budget on them again)."""
+        none already measured in this output folder or ``waiting`` in the study (a
+        resumed sweep does not spend its budget on them again)."""
         search = self.app["search"]
         if search["sampler"] == "grid":
             return []
@@ -430,7 +423,6 @@ class Sweep:
                       "first")
             first += [c for c in chosen if c not in first]
         points = [self.sampled.encode(c) for c in first if c.key not in finished]
-        waiting = waiting_points(storage, f"{self.study_prefix}-{workload}")
         return [p for p in points if p not in waiting]
 
     def run(self) -> pd.DataFrame:
