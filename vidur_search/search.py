@@ -234,16 +234,13 @@ def make_trainable(ctx: TrialContext, space: Space, sampled: DefineByRun,
 
         cand = _resolve(config, space, sampled)
         row = ray.get(store.get.remote(cand.key))
-        cached = row is not None
         if row is None:
             row = run_trial(ctx, cand)
             row["trial_id"] = f"{ctx.workload_name}-{tune.get_context().get_trial_id()}"
             ray.get(store.put.remote(cand.key, row))
         else:
             store.seen.remote(row)
-        metrics = _tune_metrics(row)
-        metrics["cached"] = cached
-        tune.report(metrics)
+        tune.report(_tune_metrics(row))
 
     return trainable
 
