@@ -210,6 +210,16 @@ class SarathiScheduler(ReplicaScheduler):
                 self._dissolve()
                 return
 
+    def _fly(self, c: _Cohort, batch: Batch) -> None:
+        """The available cohort ``c`` rides ``batch`` (its decodes as a count and a context
+        sum) and is in flight until the batch ends."""
+        batch.cohort = c
+        batch.cohort_decodes = len(c.members)
+        batch.cohort_kv_sum = c.lsum
+        c.batch = batch
+        self._avail = None
+        self._flying.append(c)
+
     def _dissolve(self) -> None:
         """Write every member's progress back to the per-request state; cohorts off.
 
@@ -274,12 +284,7 @@ class SarathiScheduler(ReplicaScheduler):
                 need = c.phase[-len(c.ends) % self.block_size]
                 if d <= cap and d <= budget and need <= self.free_blocks:
                     self.free_blocks -= need
-                    batch.cohort = c
-                    batch.cohort_decodes = d
-                    batch.cohort_kv_sum = c.lsum
-                    c.batch = batch
-                    self._avail = None
-                    self._flying.append(c)
+                    self._fly(c, batch)
                     budget -= d
                     size = d
                 else:
@@ -428,10 +433,5 @@ class SarathiScheduler(ReplicaScheduler):
         used_before = self.num_blocks - self.free_blocks
         self.free_blocks -= int(new_blocks[k - 1])
         last = Batch(self.replica)
-        last.cohort = c
-        last.cohort_decodes = d
-        last.cohort_kv_sum = c.lsum
-        c.batch = last
-        self._avail = None
-        self._flying.append(c)
+        self._fly(c, last)
         return starts[:adv], ends[:adv], used_before + new_blocks[:adv], last, float(times[k - 1])
