@@ -333,24 +333,21 @@ def read_table(path: Path, df: pd.DataFrame) -> BenchRun:
     outputs = values(need(OUTPUT_NAMES, "output tokens"))
     arr_col = _find_column(cols, ARRIVAL_NAMES)
     arrival = values(arr_col) if arr_col else np.full(len(df), math.nan)
-    ttft_col = _find_column(cols, TTFT_NAMES)
-    first_col = _find_column(cols, FIRST_TOKEN_NAMES)
-    if ttft_col is not None:
-        ttft = values(ttft_col)
-    elif first_col is not None and arr_col is not None:
-        ttft = values(first_col) - arrival
-    else:
-        need(TTFT_NAMES, "TTFT (or first-token timestamps with arrival times)")
+
+    def latency(names: tuple[str, ...], stamps: tuple[str, ...], what: str) -> np.ndarray:
+        """A latency column, or a timestamp column minus the arrival times."""
+        direct, stamp = _find_column(cols, names), _find_column(cols, stamps)
+        if direct is not None:
+            return values(direct)
+        if stamp is not None and arr_col is not None:
+            return values(stamp) - arrival
+        need(names, what)
         raise AssertionError("unreachable")  # pragma: no cover
-    e2e_col = _find_column(cols, E2E_NAMES)
-    last_col = _find_column(cols, LAST_TOKEN_NAMES)
-    if e2e_col is not None:
-        e2e = values(e2e_col)
-    elif last_col is not None and arr_col is not None:
-        e2e = values(last_col) - arrival
-    else:
-        need(E2E_NAMES, "end-to-end latency (or last-token timestamps with arrival times)")
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    ttft = latency(TTFT_NAMES, FIRST_TOKEN_NAMES,
+                   "TTFT (or first-token timestamps with arrival times)")
+    e2e = latency(E2E_NAMES, LAST_TOKEN_NAMES,
+                  "end-to-end latency (or last-token timestamps with arrival times)")
     return _build(path, "per_request", arrival, inputs, outputs, ttft, e2e)
 
 
