@@ -307,6 +307,29 @@ def quiet_logs() -> Iterator[None]:
         optuna.logging.set_verbosity(verbosity)
 
 
+CLIENT_ATTEMPTS = 3
+
+
+def _connect_client(address: str) -> None:
+    """Connect through Ray Client, retrying: the head starts a server process for each
+    client connection, and that start can fail transiently (seen on a loaded machine: the
+    new server exited before the head checked it). Tune's driver then runs on the head, so
+    it gets the same environment switches as this process."""
+    import ray
+
+    for attempt in range(1, CLIENT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, log_to_driver=False,
+                     runtime_env={"env_vars": RAY_ENV})
+            return
+        except ConnectionError as err:
+            if attempt == CLIENT_ATTEMPTS:
+                raise
+            log.warning("Ray Client connection to %s failed (%s); retrying", address,
+                        str(err).strip().splitlines()[-1] if str(err).strip() else err)
+            time.sleep(2.0 * attempt)
+
+
 def init_ray(ray_cfg: dict[str, Any]) -> int:
     """Start (or join) Ray; returns the CPUs it sees (the trial concurrency bound)."""
     for k, v in RAY_ENV.items():
@@ -314,10 +337,11 @@ def init_ray(ray_cfg: dict[str, Any]) -> int:
     import ray
 
     if not ray.is_initialized():
-        if ray_cfg.get("address"):
-            # under Ray Client, Tune's driver runs on the head: give it the same switches
-            env = {"env_vars": RAY_ENV} if str(ray_cfg["address"]).startswith("ray://") else None
-            ray.init(address=ray_cfg["address"], log_to_driver=False, runtime_env=env)
+        address = str(ray_cfg.get("address") or "")
+        if address.startswith("ray://"):
+            _connect_client(address)
+        elif address:
+            ray.init(address=address, log_to_driver=False)
         else:
             ray.init(num_cpus=ray_cfg.get("num_cpus"), include_dashboard=False,
                      log_to_driver=False)
