@@ -176,9 +176,10 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
                                text=True, timeout=120)
         assert alive.stdout.strip().endswith("2"), alive.stderr[-2000:]
         out = tmp_path / "run"
-        # trials long enough (~2 s) that Tune starts its second worker before the first
-        # one, reused, has run them all
+        # a fresh worker per trial: with reuse, a loaded machine could start node B's
+        # worker only after node A's reused one had run every trial (seen in CI)
         p = _app(f"output.dir={out}", f"ray.address={head}", "search=grid",
+                 "ray.reuse_actors=false",
                  "search.capacity.min_requests_per_replica=600",
                  "search.capacity.max_requests_per_replica=1200",
                  "search.capacity.precision=0.02")

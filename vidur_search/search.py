@@ -454,6 +454,7 @@ class Sweep:
         cpus = init_ray(self.app["ray"])
         per_trial = float(self.app["ray"]["cpus_per_trial"])
         concurrency = max(1, int(cpus // per_trial))
+        reuse = bool(self.app["ray"].get("reuse_actors", True))
         search = self.app["search"]
         for plan in self.plans():
             if plan.remaining <= 0:
@@ -468,13 +469,13 @@ class Sweep:
                 keys = [c.key for c in self.space.candidates if c.key not in plan.finished]
                 param_space: dict[str, Any] = {"key": tune.grid_search(keys)}
                 tune_cfg = tune.TuneConfig(num_samples=1, max_concurrent_trials=concurrency,
-                                           reuse_actors=True)
+                                           reuse_actors=reuse)
             else:
                 param_space = {}
                 tune_cfg = tune.TuneConfig(
                     search_alg=self._searcher(plan, OptunaSearch),
                     num_samples=plan.remaining, max_concurrent_trials=concurrency,
-                    reuse_actors=True)
+                    reuse_actors=reuse)
             self._say(f"{plan.workload}: {plan.remaining} trials on {concurrency} "
                       f"concurrent workers ({search['sampler']})")
             with quiet_logs(), _TableWriter(self, plan, store) as writer:

@@ -100,6 +100,9 @@ class RaySettings:
     address: str | None = None  # None: start Ray in this process; "auto" / "ray://h:p"
     num_cpus: int | None = None  # local only; None = every core
     cpus_per_trial: float = 1.0
+    # a worker runs trial after trial (its models stay cached); false: a fresh worker per
+    # trial, each placed where a CPU is free when the trial starts
+    reuse_actors: bool = True
 
 
 @dataclass
