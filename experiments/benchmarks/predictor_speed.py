@@ -16,8 +16,13 @@ after 0..3000 cached tokens):
   count, the all-reduce at its size, decode and prefill attention at the batch's shape),
   with the same stage arithmetic. Also prints how far the two agree.
 
-Last line: ``predictor_speed lookup_us=<x> sklearn_us=<y> speedup=<z>`` (microseconds per
-``stage_times`` call; speedup = sklearn / lookup).
+The model is built twice: first with an empty predictor cache (every predictor fitted),
+then again from the filled cache (a warm start, as every later simulation of the same
+model, SKU and TP sees it).
+
+Last line: ``predictor_speed fit_s=<x> warm_load_s=<y> batch_us=<z> cache_mb=<m>``: seconds
+to build the model with a cold cache and with a warm one, microseconds per ``stage_times``
+call (one batch's runtime through the compiled tables), and the cache's size on disk.
 """
 
 from __future__ import annotations
@@ -117,12 +122,23 @@ def main() -> None:
             import_aiconfigurator(args.reference / "aiconfigurator", tmp / "aic")
         cat = load_catalogue()
         params = ProfiledParams(store=(str(tmp / "vidur"), str(tmp / "aic")))
-        cache = PredictorCache(args.cache_dir or tmp / "cache")
-        t0 = time.perf_counter()
-        pm = ProfiledModel(cat.model(args.model), cat.sku(args.sku),
-                           cat.node(default_node_for(args.sku)), args.tp, 1, params,
-                           max_batch=128, cache=cache)
-        build_s = time.perf_counter() - t0
+        cache_dir = Path(args.cache_dir) if args.cache_dir else tmp / "cache"
+        if any(cache_dir.glob("*")):
+            sys.exit(f"--cache-dir {cache_dir} is not empty: the cold build must fit every "
+                     "predictor; give an empty or new directory")
+
+        def build(cache: PredictorCache) -> tuple[ProfiledModel, float]:
+            t0 = time.perf_counter()
+            pm = ProfiledModel(cat.model(args.model), cat.sku(args.sku),
+                               cat.node(default_node_for(args.sku)), args.tp, 1, params,
+                               max_batch=128, cache=cache)
+            return pm, time.perf_counter() - t0
+
+        cold = PredictorCache(cache_dir)
+        pm, fit_s = build(cold)
+        warm = PredictorCache(cache_dir)
+        _, warm_s = build(warm)
+        cache_mb = sum(f.stat().st_size for f in cache_dir.rglob("*") if f.is_file()) / 2**20
     missing = {"attention_decode", "attention_prefill", "collective"} - set(pm.fitted)
     if missing:
         sys.exit(f"{args.model} on {args.sku} at tp={args.tp} lacks profiles: {missing}")
@@ -137,14 +153,16 @@ def main() -> None:
     sklearn_us = (time.perf_counter() - t0) / len(sub) * 1e6
     table = np.array([pm.stage_times(*b)[0] for b in sub])
     diff = np.abs(table / np.array(direct) - 1) * 100
-    print(f"model build (fit {cache.fits} profiles, cache hits {cache.hits}): {build_s:.1f} s")
+    print(f"model build, cold cache (fitted {cold.fits} profiles): {fit_s:.1f} s; warm cache "
+          f"({warm.hits} hits, {warm.fits} fitted): {warm_s:.2f} s; cache {cache_mb:.1f} MB")
     print(f"lookup vs direct predictions, stage-0 time: median {np.median(diff):.2f}% "
           f"max {diff.max():.2f}% over {len(sub)} batches; out of range: "
           f"{dict(pm.out_of_range) or 'none'}")
     print(f"lookup: {len(work)} calls, {lookup_us:.2f} us each; sklearn: {len(sub)} calls, "
           f"{sklearn_us:.0f} us each")
-    print(f"predictor_speed lookup_us={lookup_us:.2f} sklearn_us={sklearn_us:.0f} "
-          f"speedup={sklearn_us / lookup_us:.0f}")
+    print(f"lookup speedup over sklearn: {sklearn_us / lookup_us:.0f}x")
+    print(f"predictor_speed fit_s={fit_s:.1f} warm_load_s={warm_s:.2f} batch_us={lookup_us:.2f} "
+          f"cache_mb={cache_mb:.1f}")
 
 
 if __name__ == "__main__":
