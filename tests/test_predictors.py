@@ -382,6 +382,32 @@ def test_profiled_params_validation() -> None:
         ProfiledParams(store="a", axis_per_octave=12)
     with pytest.raises(ConfigError, match="cv_folds"):
         ProfiledParams(store="a", cv_folds=1)
+    with pytest.raises(ConfigError, match=r"execution\.profiled\.interp"):
+        ProfiledParams(store="a", interp=["cubic"])
+    with pytest.raises(ConfigError, match=r"execution\.profiled\.piecewise"):
+        ProfiledParams(store="a", piecewise="yes")
+
+
+def test_every_grid_search_knob_is_configurable() -> None:
+    """Each PredictorParams field can be set from the config and reaches the cache key."""
+    import dataclasses
+
+    from simulator.config import SimulationConfig
+    from simulator.execution.predictors.params import PredictorParams
+
+    knobs = {f.name for f in dataclasses.fields(PredictorParams)}
+    assert knobs <= {f.name for f in dataclasses.fields(ProfiledParams)}
+    assert ProfiledParams(store="a").predictor_params() == PredictorParams()
+    cfg = SimulationConfig.from_dict({
+        "model": MODEL, "sku": SKU,
+        "execution": {"kind": "profiled", "profiled": {
+            "store": "a", "interp": ["linear"], "smooth": [3], "small_folds": 5,
+            "piecewise": False, "tie_tolerance": 0.1}},
+    })
+    key = cfg.execution.profiled.predictor_params().as_key()
+    assert (key["interp"], key["smooth"], key["small_folds"], key["piecewise"],
+            key["tie_tolerance"]) == (["linear"], [3], 5, False, 0.1)
+    assert key != PredictorParams().as_key()
 
 
 def test_config_builds_a_profiled_model_and_simulates(store: ProfileStore,

@@ -71,6 +71,9 @@ class PredictorParams:
             raise ConfigError("execution.profiled.base", self.base,
                               "must be a non-empty list of booleans")
         object.__setattr__(self, "base", base)
+        if not isinstance(self.piecewise, bool):
+            raise ConfigError("execution.profiled.piecewise", self.piecewise,
+                              "must be true or false")
         if not 0 <= self.tie_tolerance < 1:
             raise ConfigError("execution.profiled.tie_tolerance", self.tie_tolerance,
                               "must be in [0, 1)")
@@ -108,23 +111,30 @@ class ProfiledParams:
 
     ``store``: one profile-store root or several (searched in order per family; e.g. the
     Vidur import and the aiconfigurator import). ``cache_dir``: "" = ``$VIDUR_SEARCH_CACHE``
-    or ``~/.cache/vidur_search``. The forest and CV fields are the grid search's
-    (:class:`PredictorParams`). ``dense_tokens``: token tables evaluate every integer up
-    to it, then ``tokens_per_octave`` points per doubling; ``axis_per_octave``: points per
-    doubling of the KV-length and chunk axes; ``batch_dense``: batch rows evaluated at
-    every integer up to it.
+    or ``~/.cache/vidur_search``. The forest, piecewise and CV fields are the grid
+    search's (:class:`PredictorParams`, same names and defaults). ``dense_tokens``: token
+    tables evaluate every integer up to it, then ``tokens_per_octave`` points per
+    doubling; ``axis_per_octave``: points per doubling of the KV-length and chunk axes;
+    ``batch_dense``: batch rows evaluated at every integer up to it.
     """
 
     store: str | tuple[str, ...] = ()
     cache_dir: str = ""
     fallback: str = "roofline"  # the model for operators without profiles
-    n_estimators: int = 24
-    max_depth: tuple[int, ...] = (0,)
-    min_samples_leaf: tuple[int, ...] = (1,)
-    base: tuple[bool, ...] = (False, True)
-    cv_folds: int = 3
-    max_cv_rows: int = 3000
-    seed: int = 0
+    # the grid search's fields (PredictorParams): same names, same defaults
+    n_estimators: int = PredictorParams.n_estimators
+    max_depth: tuple[int, ...] = PredictorParams.max_depth
+    min_samples_leaf: tuple[int, ...] = PredictorParams.min_samples_leaf
+    base: tuple[bool, ...] = PredictorParams.base
+    cv_folds: int = PredictorParams.cv_folds
+    small_rows: int = PredictorParams.small_rows
+    small_folds: int = PredictorParams.small_folds
+    max_cv_rows: int = PredictorParams.max_cv_rows
+    tie_tolerance: float = PredictorParams.tie_tolerance
+    piecewise: bool = PredictorParams.piecewise
+    interp: tuple[str, ...] = PredictorParams.interp
+    smooth: tuple[int, ...] = PredictorParams.smooth
+    seed: int = PredictorParams.seed
     dense_tokens: int = 4096
     tokens_per_octave: int = 64
     axis_per_octave: int = 16
@@ -134,7 +144,7 @@ class ProfiledParams:
         roots = (self.store,) if isinstance(self.store, str | os.PathLike) else self.store
         roots = tuple(str(r) for r in roots if str(r))
         object.__setattr__(self, "store", roots)
-        for name in ("max_depth", "min_samples_leaf", "base"):  # lists from YAML
+        for name in ("max_depth", "min_samples_leaf", "base", "interp", "smooth"):  # YAML lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.fallback not in FALLBACKS:
             raise ConfigError("execution.profiled.fallback", self.fallback,
@@ -150,11 +160,8 @@ class ProfiledParams:
 
     def predictor_params(self) -> PredictorParams:
         """The grid-search hyper-parameters (part of every cache key)."""
-        return PredictorParams(
-            n_estimators=self.n_estimators, max_depth=tuple(self.max_depth),
-            min_samples_leaf=tuple(self.min_samples_leaf), base=tuple(self.base),
-            cv_folds=self.cv_folds, max_cv_rows=self.max_cv_rows, seed=self.seed,
-        )
+        return PredictorParams(**{f.name: getattr(self, f.name)
+                                  for f in dataclasses.fields(PredictorParams)})
 
 
 __all__ = ["FALLBACKS", "PredictorParams", "ProfiledParams"]
