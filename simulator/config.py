@@ -158,13 +158,16 @@ class SchedulerConfig:
 
 @dataclass
 class ExecutionConfig:
-    """Which batch-runtime model to use and its parameters."""
+    """Which batch-runtime model to use and its parameters. ``predictor`` is accepted as
+    another name for ``profiled`` (measured profiles through fitted predictors)."""
 
     kind: str = "roofline"
     roofline: RooflineParams = field(default_factory=RooflineParams)
     profiled: ProfiledParams = field(default_factory=ProfiledParams)  # kind "profiled"
 
     def __post_init__(self) -> None:
+        if self.kind == "predictor":
+            self.kind = "profiled"
         one_of("execution.kind", self.kind, EXECUTION_KINDS)
 
 

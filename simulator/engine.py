@@ -38,7 +38,7 @@ import gc
 import heapq
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from itertools import count
 
@@ -68,7 +68,8 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
     from its ``fallback``, one of the other two)."""
     ex = cfg.execution
     if ex.kind == "profiled":
-        from simulator.execution.profiled import ProfiledModel  # imports scikit-learn
+        # imports scikit-learn
+        from simulator.execution.profiled import MissingProfilesError, ProfiledModel
 
         sched = cfg.scheduler
         fallback_cls = CalibratedModel if ex.profiled.fallback == "calibrated" else RooflineModel
@@ -78,15 +79,24 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
             cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.roofline,
             precision=cfg.precision,
         ), ep)
-        return ProfiledModel(
-            cfg.model_spec, cfg.sku_spec, cfg.node_spec,
-            cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.profiled,
-            max_batch=sched.max_batch_size,
-            max_tokens=max(cfg.model_spec.max_context, sched.max_tokens_per_batch,
-                           sched.chunk_size + sched.max_batch_size),
-            fallback=fallback,
-            expert_parallel=ep,
-        )
+        try:
+            return ProfiledModel(
+                cfg.model_spec, cfg.sku_spec, cfg.node_spec,
+                cfg.parallel.tensor_parallel, cfg.parallel.pipeline_parallel, ex.profiled,
+                max_batch=sched.max_batch_size,
+                max_tokens=max(cfg.model_spec.max_context, sched.max_tokens_per_batch,
+                               sched.chunk_size + sched.max_batch_size),
+                fallback=fallback,
+                expert_parallel=ep,
+            )
+        except MissingProfilesError as err:
+            if ex.profiled.require_profiles:
+                raise
+            # the summary's execution block carries this note (a warning per run would
+            # repeat in every worker of a search, which says it once up front)
+            fallback.note = (f"execution.kind=profiled found no profiles for {err.value}; "
+                             f"ran on the {ex.profiled.fallback} model. {err.allowed}")
+            return fallback
     cls = CalibratedModel if ex.kind == "calibrated" else RooflineModel
     return _with_expert_parallel(cls(
         cfg.model_spec, cfg.sku_spec, cfg.node_spec,
@@ -123,6 +133,9 @@ class Simulation:
         self.requests = requests if requests is not None else generate_requests(
             cfg.workload, workload_rng)
         self.execution = execution or build_execution_model(cfg)
+        # a model shared by several runs (the search caches them) keeps counting: this
+        # run's out-of-range lookups are the growth from here
+        self._oor_start = Counter(getattr(self.execution, "out_of_range", {}))
         self.capacity = cfg.kv_capacity()
         self.state = RequestState(self.requests)
         sched_cls = REGISTRY[cfg.scheduler.name]
@@ -509,7 +522,17 @@ class Simulation:
             events=events,
             config=cfg.to_dict(),
             warmup_requests=cfg.workload.warmup_requests,
+            execution=self.provenance(),
         )
+
+    def provenance(self) -> dict:
+        """The execution model's ``provenance()`` with this run's out-of-range lookups and
+        the kind the config asked for."""
+        prov = dict(self.execution.provenance())
+        grown = Counter(getattr(self.execution, "out_of_range", {}))
+        grown.subtract(self._oor_start)
+        prov["out_of_range"] = {k: v for k, v in sorted(grown.items()) if v > 0}
+        return {"requested": self.cfg.execution.kind, **prov}
 
 
 def _active_params(cfg: SimulationConfig) -> int:

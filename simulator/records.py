@@ -53,3 +53,5 @@ class SimulationRecords:
     events: int = 0  # events the loop processed
     config: dict[str, Any] = field(default_factory=dict)  # the resolved config, for the record
     warmup_requests: int = 0  # the first N request ids are left out of the summary
+    # where the batch runtimes came from (ExecutionModel.provenance, plus "requested")
+    execution: dict[str, Any] = field(default_factory=dict)

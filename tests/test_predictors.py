@@ -29,6 +29,7 @@ from simulator.execution.predictors.tables import (
 )
 from simulator.execution.profiled import ProfiledModel, ProfiledParams
 from simulator.execution.roofline import RooflineModel
+from simulator.metrics.summary import format_summary
 from simulator.profiles import ProfileMeta, ProfileStore, model_shape_of
 
 MODEL, SKU, TP = "llama-2-7b", "a100-80gb", 1
@@ -65,6 +66,9 @@ def decode_frame() -> pd.DataFrame:
     return pd.DataFrame({"n_q_heads": 32, "n_kv_heads": 32, "head_dim": 128, "batch_size": B,
                          "kv_len": L, "min_us": t, "median_us": t, "mean_us": t, "max_us": t,
                          "std_us": 0.0, "count": 1})
+
+
+LAYER_SOURCE = "measured layer_ops (a100-80gb/llama-2-7b/tp1, bf16)"
 
 
 def meta(family: str) -> ProfileMeta:
@@ -270,7 +274,10 @@ def test_cache_directory_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert default_cache_dir() == tmp_path
     assert PredictorCache().directory == tmp_path / "predictors"
     monkeypatch.delenv(ENV_VAR)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert default_cache_dir() == Path.home() / ".cache" / "vidur_search"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "vidur_search"
 
 
 # ---------------------------------------------------------------------- tables
@@ -310,7 +317,7 @@ def test_octave_table_grid_points_interpolation_and_bit_identical_paths() -> Non
 def test_profiled_model_uses_profiles_and_counts_out_of_range(store: ProfileStore,
                                                               tmp_path: Path) -> None:
     pm = profiled(store, tmp_path / "cache")
-    assert pm.sources["qkv_proj"] == pm.sources["embedding"] == "test:layer_ops"
+    assert pm.sources["qkv_proj"] == pm.sources["embedding"] == LAYER_SOURCE
     assert "attention_decode" not in pm.sources  # no attention profile: the fallback
     roof = RooflineModel(pm.model, pm.sku, pm.node, TP, 1)
     # decode attention comes from the fallback, the rest from the synthetic profile
@@ -341,6 +348,9 @@ def test_profiled_decode_attention_from_a_profile_counts_its_range(store: Profil
     pm.stage_times([], [], [1024] * 40)  # batch 40 > 32 measured
     pm.decode_steps(np.full(8, 2000), 200)  # KV passes 2048 after step 48
     assert pm.out_of_range["attention_decode"] == 1 + 151
+    pm.stage_times([], [], [5] * 8)  # below the smallest measured KV length (16): counted
+    pm.decode_steps(np.full(8, 10), 10)  # KV 10..19: the first 6 steps below 16
+    assert pm.out_of_range["attention_decode"] == 1 + 151 + 1 + 6
     beyond = pm.breakdown([], [], [3000] * 8)[0]["attention_decode"]  # along the roofline
     roof = RooflineModel(pm.model, pm.sku, pm.node, TP, 1)
     ratio = (roof.breakdown([], [], [3000] * 8)[0]["attention_decode"]
@@ -422,13 +432,47 @@ def test_config_builds_a_profiled_model_and_simulates(store: ProfileStore,
         "execution": {"kind": "profiled", "profiled": prof},
     })
     model = build_execution_model(cfg)
-    assert isinstance(model, ProfiledModel) and model.sources["qkv_proj"] == "test:layer_ops"
+    assert isinstance(model, ProfiledModel) and model.sources["qkv_proj"] == LAYER_SOURCE
     result = simulate(cfg, execution=model)
     assert result.summary["throughput"]["requests_per_s"] > 0
+    # the summary says which source priced each part, and what was extrapolated
+    ex = result.summary["execution"]
+    assert ex["kind"] == ex["requested"] == "profiled" and not ex["note"]
+    assert ex["measured"]["qkv_proj"] == LAYER_SOURCE
+    assert "attention_decode" in ex["modelled"] and "qkv_proj" not in ex["modelled"]
+    assert ex["model"].startswith("roofline")  # PARAMS' fallback
+    text = format_summary(result.summary)
+    assert "execution  profiled" in text and LAYER_SOURCE in text
     with pytest.raises(ConfigError, match=r"execution\.profiled\.stores"):
         SimulationConfig.from_dict({"model": MODEL, "sku": SKU,
                                     "execution": {"kind": "profiled",
                                                   "profiled": {"stores": ["x"]}}})
+
+
+def test_profiled_without_profiles_runs_the_fallback_and_says_so(tmp_path: Path) -> None:
+    """No layer_ops for (model, SKU, TP): the fallback prices everything and the summary
+    names what is missing; ``require_profiles`` makes it an error instead."""
+    from simulator import SimulationConfig, simulate
+    from simulator.execution.profiled import MissingProfilesError
+
+    prof = {"store": [str(tmp_path / "empty")], "fallback": "calibrated",
+            "cache_dir": str(tmp_path / "cache")}
+    spec = {"model": MODEL, "sku": SKU,
+            "workload": {"num_requests": 20, "arrival": {"kind": "poisson", "rate": 5.0}},
+            "execution": {"kind": "predictor", "profiled": prof}}  # predictor = profiled
+    cfg = SimulationConfig.from_dict(spec)
+    assert cfg.execution.kind == "profiled"
+    result = simulate(cfg)
+    ex = result.summary["execution"]
+    assert (ex["requested"], ex["kind"], ex["measured"]) == ("profiled", "calibrated", {})
+    assert "qkv_proj" in ex["modelled"] and "python -m profiler" in ex["note"]
+    assert "execution  calibrated (asked: profiled)" in format_summary(result.summary)
+    plain = simulate(SimulationConfig.from_dict({**spec, "execution": {"kind": "calibrated"}}))
+    assert plain.summary["e2e"] == result.summary["e2e"]  # the same model ran
+    strict = {**spec, "execution": {"kind": "profiled",
+                                    "profiled": {**prof, "require_profiles": True}}}
+    with pytest.raises(MissingProfilesError, match="python -m profiler"):
+        simulate(SimulationConfig.from_dict(strict))
 
 
 # ---------------------------------------------------------------------- reference data

@@ -49,6 +49,8 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, sampler: str) -> None:
     assert "data:image/png;base64," in html and "smoke" in html
     assert "runnable of" in p.stderr + p.stdout  # the space summary
     assert (out / "optuna.db").exists()
+    # the default execution: the measured H100 profiles the package ships (TP 1 and 2)
+    assert (trials["execution"] == "profiled").all()
 
 
 def test_a_sweep_killed_with_sigkill_resumes_without_rerunning_finished_trials(
@@ -102,8 +104,10 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> No
     ("slo.ttft_quantile=p42", 2, "slo.ttft_quantile='p42' is invalid: allowed values are"),
     ("+sku.prices.h100-sxm=0", 2, "sku.prices.h100-sxm=0"),
     ("workloads.chat.lengths.kind=gauss", 2, "workloads.chat.lengths.kind"),
-    # no measured A100 profiles ship with the package: say what to profile
-    ("execution.kind=profiled sku.skus=[a100-80gb]", 2, "python -m profiler model=llama-3-8b"),
+    # no measured A100 profiles ship with the package: when they are required, say what
+    # to profile (by default such trials run on the fallback model instead)
+    ("execution.profiled.require_profiles=true sku.skus=[a100-80gb]", 2,
+     "python -m profiler model=llama-3-8b"),
 ])
 def test_config_errors_are_reported_before_any_trial(
         tmp_path: Path, override: str, code: int, message: str) -> None:

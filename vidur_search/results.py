@@ -23,12 +23,12 @@ COLUMNS: tuple[str, ...] = (
     "cost_per_hour", "capacity_qps", "capacity_reason", "capacity_per_dollar",
     "cost_per_million_tokens", "tokens_per_s", "ttft_p50", "ttft_p90", "ttft_p99",
     "tbt_p50", "tbt_p99", "tpot_p50", "tpot_p90", "e2e_p50", "e2e_p90", "sched_delay_p99",
-    "simulations", "wall_s", "finished_at", "node_ip", "node_id", "key",
+    "simulations", "execution", "wall_s", "finished_at", "node_ip", "node_id", "key",
 )
 _INT = ("tp", "pp", "replicas", "batch_cap", "chunk_size", "expert_parallel", "num_gpus",
         "simulations")
 _STR = ("trial_id", "status", "error", "model", "sku", "node", "scheduler", "workload",
-        "capacity_reason", "finished_at", "node_ip", "node_id", "key")
+        "capacity_reason", "execution", "finished_at", "node_ip", "node_id", "key")
 
 
 def normalise(rows: list[dict[str, Any]]) -> pd.DataFrame:

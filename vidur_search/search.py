@@ -109,21 +109,32 @@ def make_space(app: dict[str, Any]) -> Space:
     return space
 
 
-def check_profiles(app: dict[str, Any], space: Space) -> None:
-    """With ``execution.kind=profiled``, every (SKU, TP) of the space must have measured
-    profiles: a missing one stops the search before any trial, naming what to profile."""
-    if app["execution"].get("kind") != "profiled":
-        return
-    from simulator.execution.profiled import require_layer_ops
+def check_profiles(app: dict[str, Any], space: Space) -> list[str]:
+    """With ``execution.kind=profiled``, the (SKU, TP) layouts of the space that no store
+    has profiles for: their trials run on ``execution.profiled.fallback`` (the trials
+    table's ``execution`` column says so). With ``execution.profiled.require_profiles``,
+    a missing one stops the search before any trial, naming what to profile."""
+    from simulator.config import ExecutionConfig
+
+    if ExecutionConfig(kind=app["execution"].get("kind", "roofline")).kind != "profiled":
+        return []
+    from simulator.execution.profiled import MissingProfilesError, require_layer_ops
 
     first = next(iter(app["workloads"].values()))
     seen: set[tuple[str, int]] = set()
+    missing = []
     for cand in space.candidates:
         if (cand.sku, cand.tp) in seen:
             continue
         seen.add((cand.sku, cand.tp))
         cfg = simulation_config(base_settings(app, first), cand, 1)
-        require_layer_ops(cfg.execution.profiled, cfg.model, cfg.sku, cand.tp)
+        try:
+            require_layer_ops(cfg.execution.profiled, cfg.model, cfg.sku, cand.tp)
+        except MissingProfilesError:
+            if cfg.execution.profiled.require_profiles:
+                raise
+            missing.append(f"{cand.sku} TP{cand.tp}")
+    return missing
 
 
 def trial_context(app: dict[str, Any], name: str, prices: dict[str, float],
@@ -379,7 +390,7 @@ class Sweep:
         self.space = make_space(app)
         self.sampled = DefineByRun(self.space)  # the sampler's view of the space
         check_workloads(app, self.space)
-        check_profiles(app, self.space)
+        self.unprofiled = check_profiles(app, self.space)
         self.prices = prices(app)
         self.table = TrialsTable(out_dir / "trials.parquet")
         self.storage_url = storage_url
@@ -456,6 +467,10 @@ class Sweep:
         concurrency = max(1, int(cpus // per_trial))
         reuse = bool(self.app["ray"].get("reuse_actors", True))
         search = self.app["search"]
+        if self.unprofiled:
+            fb = self.app["execution"].get("profiled", {}).get("fallback", "roofline")
+            self._say(f"execution: no measured profiles for {', '.join(self.unprofiled)}: "
+                      f"those trials run on the {fb} model (trials column `execution`)")
         for plan in self.plans():
             if plan.remaining <= 0:
                 self._say(f"{plan.workload}: nothing left to run "

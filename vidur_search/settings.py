@@ -124,7 +124,8 @@ class SearchAppConfig:
     sku: SkuSettings = field(default_factory=SkuSettings)
     node: NodeSettings = field(default_factory=NodeSettings)
     workloads: dict[str, Any] = field(default_factory=dict)
-    execution: dict[str, Any] = field(default_factory=lambda: {"kind": "roofline"})
+    execution: dict[str, Any] = field(default_factory=lambda: {
+        "kind": "profiled", "profiled": {"store": [], "fallback": "calibrated"}})
     precision: dict[str, str] = field(  # weights / kv_cache: bf16 or fp8
         default_factory=lambda: {"weights": "bf16", "kv_cache": "bf16"})
     slo: SloSettings = field(default_factory=SloSettings)

@@ -138,9 +138,8 @@ def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
 
     settings = dataclasses.replace(ctx.capacity,
                                    min_requests=ctx.capacity.min_requests * sim_cand.replicas)
-    res = find_capacity(cfg, ctx.slo, settings,
-                        execution=execution_model(cfg, ctx.table_range),
-                        on_probe=check_time)
+    model = execution_model(cfg, ctx.table_range)
+    res = find_capacity(cfg, ctx.slo, settings, execution=model, on_probe=check_time)
     scale = cand.replicas // sim_cand.replicas
     row = identity_row(ctx, cand)
     row.update(result_row(res))
@@ -149,6 +148,7 @@ def _measure(ctx: TrialContext, cand: Candidate, t0: float) -> dict[str, Any]:
     row["wall_s"] = time.perf_counter() - t0
     qps, cost = row["capacity_qps"], row["cost_per_hour"]
     row["status"], row["error"] = "ok", ""
+    row["execution"] = model.provenance()["kind"]  # profiled may have fallen back
     row["capacity_per_dollar"] = qps / cost
     tokens_per_hour = row["tokens_per_s"] * 3600.0
     row["cost_per_million_tokens"] = (cost / tokens_per_hour * 1e6 if qps > 0

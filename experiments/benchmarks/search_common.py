@@ -15,9 +15,13 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"
 
 
 def run_search(out: Path, *overrides: str) -> tuple[float, pd.DataFrame]:
-    """Run ``python -m vidur_search OVERRIDES output.dir=OUT``; (wall seconds, trials)."""
+    """Run ``python -m vidur_search OVERRIDES output.dir=OUT``; (wall seconds, trials).
+    Trials are priced by the roofline model (as when the benchmarks' figures were
+    measured) unless the overrides name an ``execution.kind``."""
+    pinned = [] if any(o.startswith("execution.kind=") for o in overrides) else [
+        "execution.kind=roofline"]
     cmd = [sys.executable, "-m", "vidur_search", f"output.dir={out}",
-           "output.progress=false", *overrides]
+           "output.progress=false", *pinned, *overrides]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True)
     wall = time.perf_counter() - t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -50,3 +51,11 @@ class ExecutionModel(ABC):
         """Per stage, the seconds spent in each part (embedding, attention_prefill,
         attention_decode, gemm, norm, allreduce, send_recv, lm_head, sampling,
         cpu_overhead, ...); each stage's parts sum to its ``stage_times`` entry."""
+
+    def provenance(self) -> dict[str, Any]:
+        """Where this model's times come from, for the run's summary: ``kind`` (the model
+        that ran), ``measured`` (operator -> the profile it came from), ``model`` (the
+        analytical model of everything else) and ``modelled`` (the parts it prices),
+        ``out_of_range`` (lookups outside the measured shapes) and ``note``."""
+        return {"kind": type(self).__name__, "measured": {}, "model": type(self).__name__,
+                "modelled": [], "out_of_range": {}, "note": ""}

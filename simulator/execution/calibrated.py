@@ -356,6 +356,15 @@ class CalibratedModel(RooflineModel):
         self._dc_lat = dc.latency_us * 1e-6
         self._dc_seq = dc.item_seconds(sku.sm_count) * memory.kv_heads_per_gpu(model, tp)
 
+    def label(self) -> str:
+        sc, nc = self.sku_calibration, self.node_calibration
+        curves = sc.scaled_from or sc.name
+        scaled = (f", scaled to {self.sku.name}'s spec sheet" if curves != self.sku.name
+                  else "")
+        links = nc.scaled_from or nc.name
+        return (f"calibrated (kernel curves fitted on {curves}{scaled}; collectives fitted "
+                f"on {links}; other parts roofline)")
+
     # ------------------------------------------------------------------ collectives
     def _allreduce_terms(self) -> tuple[float, float]:
         tp = self.tp

@@ -118,6 +118,15 @@ class _Source:
         return self.results[op].ranges[col][0]
 
 
+# the roofline's PARTS made of several profiled operators
+_PART_OPS = {
+    "mlp": ("gate_up_proj", "act", "down_proj", "moe_experts"),
+    "norm": ("input_norm", "post_norm"),
+    "elementwise": ("rope", "add"),
+    "attention_decode": ("attention_decode", "attention_mixed"),
+}
+
+
 def store_roots(params: ProfiledParams) -> tuple[str, ...]:
     """The profile stores to search: ``execution.profiled.store``, or the measured profiles
     shipped with the package (``simulator/profiles/data``: H100 Llama-3-8B, Llama-2-70B,
@@ -127,10 +136,15 @@ def store_roots(params: ProfiledParams) -> tuple[str, ...]:
     return (str(resources.files("simulator.profiles") / "data"),)
 
 
+class MissingProfilesError(ConfigError):
+    """No store holds ``layer_ops`` for the (model, SKU, TP): the engine then runs the
+    configured fallback model (unless ``execution.profiled.require_profiles``)."""
+
+
 def require_layer_ops(params: ProfiledParams, model: str, device: str, tp: int,
                       dtype: str = "bf16") -> tuple[ProfileStore, str]:
-    """(store, root) holding ``layer_ops`` for (model, device, TP); ConfigError naming the
-    profiler command to run, or the fallback kinds, when none does."""
+    """(store, root) holding ``layer_ops`` for (model, device, TP); MissingProfilesError
+    naming the profiler command to run, or the fallback kinds, when none does."""
     stores = [ProfileStore(r) for r in store_roots(params)]
     for store in stores:
         if "layer_ops" in store.coverage(model, device, tp, dtype):
@@ -140,8 +154,7 @@ def require_layer_ops(params: ProfiledParams, model: str, device: str, tp: int,
     except ConfigError as err:
         others = [str(s.root) for s in stores[1:]]
         extra = f" (also searched {', '.join(others)})" if others else ""
-        raise ConfigError(err.field, err.value, err.allowed + extra
-                          + " Or use `execution.kind=roofline` or `calibrated`.") from err
+        raise MissingProfilesError(err.field, err.value, err.allowed + extra) from err
     raise AssertionError("require() found a file coverage() did not")  # pragma: no cover
 
 
@@ -203,6 +216,18 @@ class ProfiledModel(ExecutionModel):
         """GPUs of the EP group this replica belongs to (1: no expert parallelism)."""
         return self._ep
 
+    def provenance(self) -> dict[str, Any]:
+        """Measured operators and their profiles; the parts no profile covers, priced by
+        the fallback; the out-of-range lookups so far (see the base class)."""
+        covered = set(self.sources)
+        for part, ops in _PART_OPS.items():
+            if covered & set(ops):
+                covered.add(part)
+        modelled = [p for p in self.fallback.parts_in_use() if p not in covered]
+        return {"kind": "profiled", "measured": dict(sorted(self.sources.items())),
+                "model": self.fallback.label(), "modelled": modelled,
+                "out_of_range": dict(self.out_of_range), "note": ""}
+
     # ------------------------------------------------------------------ profiles
     def _require_layer_ops(self) -> tuple[pd.DataFrame, Any]:
         m, d, tp = self.model.name, self.sku.name, self.tp
@@ -212,7 +237,7 @@ class ProfiledModel(ExecutionModel):
     def _fitted(self, df: pd.DataFrame, meta: Any, family: str) -> _Source:
         identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
                     "dtype": meta.dtype, "node": meta.node}
-        return _Source(self.cache.fitted(identity, df, family, self._fit), meta.origin)
+        return _Source(self.cache.fitted(identity, df, family, self._fit), _describe(meta))
 
     def _attention_source(self, family: str) -> tuple[_Source, dict[str, int]] | None:
         """Predictors for an attention family and the per-GPU head shape to ask them."""
@@ -277,6 +302,7 @@ class ProfiledModel(ExecutionModel):
         shapes = {op: (int(g["n"].iloc[0]), int(g["k"].iloc[0])) for op, g in df.groupby("op")}
         self.fitted["layer_ops"], self.layer_shapes = layer.results, shapes
         self._layer_hi = min(layer.hi(op, "num_tokens") for op in layer.results)
+        self._layer_lo = max(layer.lo(op, "num_tokens") for op in layer.results)
 
         # -- token tables (per layer unless noted), seconds
         hi = self._max_tokens
@@ -547,7 +573,8 @@ class ProfiledModel(ExecutionModel):
                          label: str = "") -> tuple[OctaveTable, tuple[float, ...] | None]:
         """Per-layer seconds over (sequences, KV length or equal-work chunk), from
         ``found`` (else the family's profiles); ``label`` names it in ``sources`` and
-        ``fitted`` (default: the family)."""
+        ``fitted`` (default: the family). The box is the measured (batch lo, batch hi,
+        axis lo, axis hi), None without profiles."""
         fb = self.fallback
         pts = axis.points
         if found is None:
@@ -588,13 +615,13 @@ class ProfiledModel(ExecutionModel):
                 want = roof(int(n), pts[moved])
                 have = roof(int(nb[i]), xc[moved])
                 grid[i, moved] *= want / have
-        return OctaveTable(rows, axis, grid, self._max_batch), (b_hi, x_hi)
+        return OctaveTable(rows, axis, grid, self._max_batch), (b_lo, b_hi, x_lo, x_hi)
 
     # ------------------------------------------------------------------ lookups
     def _count(self, ntok: int, nseq: int, k: int = 1) -> None:
         """Count ``k`` lookups of ``ntok`` tokens and ``nseq`` sequences outside the profiles."""
         oor = self.out_of_range
-        if ntok > self._layer_hi:
+        if ntok > self._layer_hi or ntok < self._layer_lo:
             oor["layer_ops"] += k
         if ntok > self._coll_hi:
             oor["collective"] += k
@@ -647,7 +674,7 @@ class ProfiledModel(ExecutionModel):
         """Per-layer seconds from decode-shaped table ``t`` (``box``: its measured range,
         lookups outside it counted under ``name``)."""
         x = Lsum / nd
-        if box is not None and (nd > box[0] or x > box[1]):
+        if box is not None and not (box[0] <= nd <= box[1] and box[2] <= x <= box[3]):
             self.out_of_range[name] += 1
         if nd <= t.rows and x <= t.axis.upper:
             return t.lookup(nd, max(x, 1.0))
@@ -666,7 +693,7 @@ class ProfiledModel(ExecutionModel):
             units += c * (2 * p + c + 1)
         ceq = max((math.sqrt(1.0 + 4.0 * units / n) - 1.0) / 2.0, 1.0)
         box = self._prefill_box
-        if box is not None and (n > box[0] or ceq > box[1]):
+        if box is not None and not (box[0] <= n <= box[1] and box[2] <= ceq <= box[3]):
             self.out_of_range["attention_prefill"] += 1
         t = self._prefill
         if n <= t.rows and ceq <= t.axis.upper:
@@ -762,7 +789,8 @@ class ProfiledModel(ExecutionModel):
         x = Lsum / nd
         box = self._decode_box
         if box is not None:
-            over = int(np.count_nonzero(x > box[1])) if nd <= box[0] else steps
+            over = (int(np.count_nonzero((x > box[3]) | (x < box[2])))
+                    if box[0] <= nd <= box[1] else steps)
             if over:
                 self.out_of_range["attention_decode"] += over
         ad = t.lookup_row(nd, np.maximum(x, 1.0))
@@ -832,6 +860,18 @@ class ProfiledModel(ExecutionModel):
     def flops_per_token_active(self) -> int:
         """As :meth:`RooflineModel.flops_per_token_active` (for MFU)."""
         return self.fallback.flops_per_token_active()
+
+
+def _describe(meta: Any) -> str:
+    """One profile file in words: its source kind, what it covers, its date."""
+    if meta.model:
+        what = f"{meta.device}/{meta.model}/tp{meta.tp}"
+    elif meta.family == "collective":
+        what = f"{meta.device}, node {meta.node or '?'}"
+    else:
+        what = f"{meta.device}, shape-keyed table"
+    date = f", {meta.date}" if meta.date else ""
+    return f"{meta.source} {meta.family} ({what}, {meta.dtype}{date})"
 
 
 def _fallback(kind: str, model: ModelSpec, sku: SkuSpec, node: NodeSpec, tp: int,

@@ -690,6 +690,26 @@ class RooflineModel(ExecutionModel):
         return out
 
     # ------------------------------------------------------------------ sizes
+    # why the run uses this model where another was asked for (set by the engine when
+    # ``execution.kind=profiled`` finds no profiles and falls back to this one)
+    note: str = ""
+
+    def label(self) -> str:
+        """What prices this model's parts, in words."""
+        return "roofline (spec-sheet peaks x execution.roofline efficiencies)"
+
+    def parts_in_use(self) -> list[str]:
+        """The ``PARTS`` this replica has (no all-reduce at TP 1, no send at PP 1, no EP
+        collectives without expert parallelism)."""
+        skip = {"allreduce": self.tp == 1, "send_recv": self.pp == 1,
+                "ep_comm": self._ep == 1}
+        return [p for p in PARTS if not skip.get(p, False)]
+
+    def provenance(self) -> dict[str, Any]:
+        kind = "calibrated" if self.label().startswith("calibrated") else "roofline"
+        return {"kind": kind, "measured": {}, "model": self.label(),
+                "modelled": self.parts_in_use(), "out_of_range": {}, "note": self.note}
+
     def weight_bytes_per_gpu(self) -> float:
         """Weight bytes on the most loaded GPU: its stage's layers / tp (experts / ep
         with expert parallelism), plus the embedding on stage 0 and the LM head on the

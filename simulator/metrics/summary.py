@@ -338,7 +338,31 @@ def summarize(rec: SimulationRecords) -> dict[str, Any]:
         "events": int(rec.events),
         "requests_per_wall_s": _ratio(float(len(req)), rec.wall_s),
     }
+    if rec.execution:
+        summary["execution"] = rec.execution
     return summary
+
+
+def format_execution(ex: dict[str, Any]) -> list[str]:
+    """Lines saying which source each operator's time came from."""
+    kind = ex.get("kind", "?")
+    asked = ex.get("requested", kind)
+    head = kind if asked == kind else f"{kind} (asked: {asked})"
+    lines = [f"execution  {head}"]
+    by_source: dict[str, list[str]] = {}
+    for op, src in (ex.get("measured") or {}).items():
+        by_source.setdefault(src, []).append(op)
+    for src, ops in by_source.items():
+        lines.append(f"  {', '.join(ops)}: {src}")
+    if ex.get("modelled"):
+        lines.append(f"  {', '.join(ex['modelled'])}: {ex.get('model', '')}")
+    oor = ex.get("out_of_range") or {}
+    if oor:
+        lines.append("  out of the measured range (extrapolated): "
+                     + ", ".join(f"{k} {v}" for k, v in oor.items()))
+    if ex.get("note"):
+        lines.append(f"  note: {ex['note']}")
+    return lines
 
 
 def _fmt_time(x: float | None) -> str:
@@ -384,4 +408,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{_fmt(summary['simulator']['wall_s'], '.2f')} s wall "
         f"({summary['simulator']['events']} events)",
     ]
+    if summary.get("execution"):
+        lines += format_execution(summary["execution"])
     return "\n".join(lines)

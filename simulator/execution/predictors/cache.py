@@ -47,9 +47,12 @@ ENV_VAR = "VIDUR_SEARCH_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """``$VIDUR_SEARCH_CACHE`` or ``~/.cache/vidur_search``."""
+    """``$VIDUR_SEARCH_CACHE``, else ``vidur_search`` in the user cache (``$XDG_CACHE_HOME``,
+    default ``~/.cache``)."""
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else Path.home() / ".cache" / "vidur_search"
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vidur_search"
 
 
 def content_hash(df: pd.DataFrame, family: str) -> str:

@@ -121,6 +121,9 @@ class ProfiledParams:
     store: str | tuple[str, ...] = ()
     cache_dir: str = ""
     fallback: str = "roofline"  # the model for operators without profiles
+    # no layer_ops for (model, SKU, TP): False runs the fallback model for everything (and
+    # the summary says so), True stops with an error naming what to profile
+    require_profiles: bool = False
     # the grid search's fields (PredictorParams): same names, same defaults
     n_estimators: int = PredictorParams.n_estimators
     max_depth: tuple[int, ...] = PredictorParams.max_depth
@@ -146,6 +149,9 @@ class ProfiledParams:
         object.__setattr__(self, "store", roots)
         for name in ("max_depth", "min_samples_leaf", "base", "interp", "smooth"):  # YAML lists
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not isinstance(self.require_profiles, bool):
+            raise ConfigError("execution.profiled.require_profiles", self.require_profiles,
+                              "must be true or false")
         if self.fallback not in FALLBACKS:
             raise ConfigError("execution.profiled.fallback", self.fallback,
                               "allowed values are " + ", ".join(FALLBACKS))
