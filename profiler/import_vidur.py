@@ -83,8 +83,15 @@ def _need(df: pd.DataFrame, cols: Iterable[str], where: str) -> None:
             raise ConfigError(f"{where}: column {col}", None, "missing from this Vidur CSV")
 
 
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python value (so that messages read ``nan``, not
+    ``np.float64(nan)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _stats_us(df: pd.DataFrame, op: str, where: str, calls: int) -> pd.DataFrame:
-    """``time_stats.<op>.*`` (ms) -> STAT_COLUMNS (us); NaN cells are an error."""
+    """``time_stats.<op>.*`` (ms) -> STAT_COLUMNS (us); NaN cells are an error, named by
+    the CSV row (``df``'s index: the rows of a subset keep their place in the CSV)."""
     out = {}
     for stat, col in zip(STATS, TIME_COLUMNS, strict=True):
         src = f"time_stats.{op}.{stat}"
@@ -93,7 +100,7 @@ def _stats_us(df: pd.DataFrame, op: str, where: str, calls: int) -> pd.DataFrame
         bad = ~np.isfinite(values)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise ConfigError(f"{where}: {src}[row {row}]", df[src].iloc[row],
+            raise ConfigError(f"{where}: {src}[row {df.index[row]}]", _plain(df[src].iloc[row]),
                               "must be a finite time in milliseconds")
         out[col] = values * 1000.0
     frame = pd.DataFrame(out)
@@ -136,6 +143,20 @@ def _resolve_model(org_model: str, cat: Catalogue, aliases: dict[str, str]) -> s
     return by_hf.get(org_model.lower())
 
 
+def _int_column(df: pd.DataFrame, col: str, where: str, minimum: int) -> np.ndarray:
+    """A shape column of a source CSV as int64; a cell that is missing (NaN), not a whole
+    number or below ``minimum`` is a ConfigError naming the CSV, the column and the CSV row
+    (0-based data row, ``df``'s index), before any cast can turn it into garbage."""
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < minimum)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ConfigError(f"{where}: {col}[row {df.index[row]}]", _plain(df[col].iloc[row]),
+                          f"must be a whole number >= {minimum} in this Vidur CSV")
+    return values.astype("int64")
+
+
 def _check_shape_column(df: pd.DataFrame, col: str, expected: int | bool, where: str,
                         model: str) -> None:
     bad = (df[col] != expected).to_numpy()
@@ -152,8 +173,8 @@ def mlp_rows(df: pd.DataFrame, spec: ModelSpec, where: str) -> pd.DataFrame:
                           ("n_embd", spec.hidden_size), ("n_expanded_embd", spec.ffn_size),
                           ("use_gated_mlp", spec.gated_mlp)):
         _check_shape_column(df, col, expected, where, spec.name)
-    tp = df["num_tensor_parallel_workers"].to_numpy(dtype="int64")
-    tokens = df["num_tokens"].to_numpy(dtype="int64")
+    tp = _int_column(df, "num_tensor_parallel_workers", where, 1)
+    tokens = _int_column(df, "num_tokens", where, 1)
     hd, hidden, ffn = spec.head_size, spec.hidden_size, spec.ffn_size
     q = spec.num_heads // tp
     kv = np.maximum(1, spec.num_kv_heads // tp)
@@ -201,34 +222,36 @@ def attention_rows(df: pd.DataFrame, spec: ModelSpec, where: str) -> dict[str, p
                           ("n_embd", spec.hidden_size)):
         _check_shape_column(df, col, expected, where, spec.name)
     df = df.reset_index(drop=True)
-    tp = df["num_tensor_parallel_workers"].to_numpy(dtype="int64")
+    tp = _int_column(df, "num_tensor_parallel_workers", where, 1)
+    chunk = _int_column(df, "prefill_chunk_size", where, 0)
+    kv = _int_column(df, "kv_cache_size", where, 0)
     prefill = df["is_prefill"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
     base = pd.DataFrame({
         "n_q_heads": spec.num_heads // tp,
         "n_kv_heads": np.maximum(1, spec.num_kv_heads // tp),
         "head_dim": np.full(len(df), spec.head_size, dtype="int64"),
-        "batch_size": df["batch_size"].to_numpy(dtype="int64"),
+        "batch_size": _int_column(df, "batch_size", where, 1),
         "tp": tp, "src_row": np.arange(len(df)),
     })
     if "block_size" in df.columns:
-        base["block_size"] = df["block_size"].to_numpy(dtype="int64")
+        base["block_size"] = _int_column(df, "block_size", where, 1)
     has_save = any(c.startswith("time_stats.attn_kv_cache_save.") for c in df.columns)
     out = {}
     for family, mask, op in (("attention_prefill", prefill, "attn_prefill"),
                              ("attention_decode", ~prefill, "attn_decode")):
         if not mask.any():
             continue
-        sub = df[mask].reset_index(drop=True)
+        sub = df[mask]  # keeps the CSV row numbers for error messages
         stats = _stats_us(sub, op, where, ATTENTION_CALLS)
         if has_save:
             save = _stats_us(sub, "attn_kv_cache_save", where, ATTENTION_CALLS)
             stats = _sum_stats(stats, save)
         rows = base[mask].reset_index(drop=True)
         if family == "attention_prefill":
-            rows["chunk_tokens"] = sub["prefill_chunk_size"].to_numpy(dtype="int64")
-            rows["prior_kv"] = sub["kv_cache_size"].to_numpy(dtype="int64")
+            rows["chunk_tokens"] = chunk[mask]
+            rows["prior_kv"] = kv[mask]
         else:
-            rows["kv_len"] = sub["kv_cache_size"].to_numpy(dtype="int64")
+            rows["kv_len"] = kv[mask]
         out[family] = pd.concat([rows, stats], axis=1)
     return out
 
@@ -238,9 +261,9 @@ def collective_rows(df: pd.DataFrame, op: str, where: str) -> pd.DataFrame:
     _need(df, NET_COLUMNS, where)
     rows = pd.DataFrame({
         "op": op,
-        "num_gpus": df["num_workers"].to_numpy(dtype="int64"),
-        "gpus_per_node": df["devices_per_node"].to_numpy(dtype="int64"),
-        "size_bytes": df["size"].to_numpy(dtype="int64"),
+        "num_gpus": _int_column(df, "num_workers", where, 1),
+        "gpus_per_node": _int_column(df, "devices_per_node", where, 1),
+        "size_bytes": _int_column(df, "size", where, 1),
     })
     return pd.concat([rows, _stats_us(df, op, where, COLLECTIVE_CALLS)], axis=1)
 

@@ -170,3 +170,59 @@ def test_refuses_to_replace_another_tools_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already holds a profile from 'aiconfigurator'"):
         import_vidur(src, tmp_path / "store")
     assert len(import_vidur(src, tmp_path / "store", force=True)) == 4
+
+
+def _mlp_csv(path: Path) -> pd.DataFrame:
+    """A Vidur-layout mlp.csv for Llama-2-7B: 3 token counts at TP 1."""
+    n = 3
+    df = pd.DataFrame({"n_head": 32, "n_kv_head": 32, "n_embd": 4096,
+                       "n_expanded_embd": 11008, "use_gated_mlp": True,
+                       "num_tokens": [1, 8, 64], "num_tensor_parallel_workers": 1},
+                      index=range(n))
+    for op in OP_NAMES:
+        df = pd.concat([df, pd.DataFrame(_vidur_stats(n, op, 0.02))], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
+@pytest.mark.parametrize(("name", "col", "value", "text"), [
+    ("mlp.csv", "num_tokens", float("nan"), "nan"),
+    ("mlp.csv", "num_tokens", 2.5, "2.5"),
+    ("mlp.csv", "num_tensor_parallel_workers", "two", "'two'"),
+    ("attention.csv", "kv_cache_size", float("nan"), "nan"),
+    ("attention.csv", "batch_size", 0, "0"),
+])
+def test_bad_source_shape_cell_names_the_csv_column_row(
+        tmp_path: Path, name: str, col: str, value: object, text: str) -> None:
+    src = tmp_path / "profiling"
+    csv = src / "compute/h100/meta-llama/Llama-2-7b-hf" / name
+    raw = _mlp_csv(csv) if name == "mlp.csv" else _attention_csv(csv)
+    raw[col] = raw[col].astype(object)
+    raw.loc[2, col] = value
+    raw.to_csv(csv, index=False)
+    with pytest.raises(ConfigError) as err:
+        import_vidur(src, tmp_path / "store")
+    msg = str(err.value)
+    assert msg.startswith(f"{csv}: {col}[row 2]={text} is invalid: must be a whole number"), msg
+    assert not (tmp_path / "store").exists() or not list((tmp_path / "store").rglob("*.parquet"))
+
+
+def test_bad_network_cell_and_time_in_a_subset_name_the_csv_row(tmp_path: Path) -> None:
+    src = tmp_path / "profiling"
+    net = src / "network/h100_dgx/all_reduce.csv"
+    net.parent.mkdir(parents=True)
+    df = pd.DataFrame({"num_workers": [2, 4, 8], "devices_per_node": [2, 4, 8],
+                       "size": [1024, None, 4096], **_vidur_stats(3, "all_reduce", 0.01)})
+    df.to_csv(net, index=False)
+    with pytest.raises(ConfigError, match=r"all_reduce\.csv: size\[row 1\]=nan"):
+        import_vidur(src, tmp_path / "store")
+    # attention.csv: decode rows are a subset; a bad time names its row in the CSV
+    net.unlink()
+    csv = src / "compute/h100/meta-llama/Llama-2-7b-hf/attention.csv"
+    raw = _attention_csv(csv)
+    raw.loc[3, "time_stats.attn_decode.mean"] = np.nan  # the 2nd decode row of the CSV
+    raw.to_csv(csv, index=False)
+    with pytest.raises(ConfigError,
+                       match=r"attention\.csv: time_stats\.attn_decode\.mean\[row 3\]"):
+        import_vidur(src, tmp_path / "store")

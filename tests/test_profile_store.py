@@ -269,11 +269,20 @@ def test_coverage_and_require(tmp_path: Path) -> None:
     got = store.require("llama-2-70b", "h100-sxm", 8, families=("layer_ops", "attention_decode"))
     assert list(got) == ["layer_ops", "attention_decode"]
     with pytest.raises(ConfigError, match="families"):
+        store.require("llama-2-70b", "h100-sxm", 8, families=("mlp",))
+    with pytest.raises(ConfigError, match=r"missing collective.*node hgx-h100"):
         store.require("llama-2-70b", "h100-sxm", 8, families=("collective",))
-    store.save(frame("attention_prefill").assign(n_q_heads=8),
-               meta_for("attention_prefill", model="", tp=1, model_shape={}))
-    with pytest.raises(ConfigError, match="Shape-keyed tables for h100-sxm exist"):
+    store.save(frame("collective"), meta_for("collective"))
+    assert store.require("llama-2-70b", "h100-sxm", 8, families=("collective",)) == {
+        "collective": tmp_path / "profiles/h100-sxm/network-hgx-h100/tp1/collective.parquet"}
+    # a shape-keyed table covers attention only with rows of the model's heads per GPU
+    shapes = meta_for("attention_prefill", model="", tp=1, model_shape={})
+    store.save(frame("attention_prefill").assign(n_q_heads=32), shapes)
+    with pytest.raises(ConfigError, match="hold no rows with llama-2-70b's heads at tp=8"):
         store.require("llama-2-70b", "h100-sxm", 8)
+    store.save(frame("attention_prefill").assign(n_q_heads=8), shapes)
+    got = store.require("llama-2-70b", "h100-sxm", 8)
+    assert got["attention_prefill"] == store.path_for(shapes)
 
 
 def test_shape_tables_filtered_for_a_model(tmp_path: Path) -> None:
@@ -300,3 +309,156 @@ def test_entries_lists_every_file(tmp_path: Path) -> None:
     (tmp_path / "stray.parquet").write_bytes(b"junk")
     with pytest.raises(ConfigError, match=r"stray\.parquet"):
         store.entries()
+
+
+# -- layer_ops shapes of every operator against the model a file claims ----------------------
+# llama-2-70b at TP 8: q 8, kv 1 heads of 128, hidden 8192, ffn 28672 / 8, vocab 32000 / 8.
+OP_SHAPES_70B_TP8 = {
+    "embedding": (8192, 0), "input_norm": (8192, 0), "post_norm": (8192, 0), "add": (8192, 0),
+    "rope": ((8 + 1) * 128, 0), "act": (3584, 0), "lm_head": (4000, 8192),
+    "qkv_proj": (1280, 8192), "o_proj": (8192, 1024), "gate_up_proj": (7168, 8192),
+    "down_proj": (8192, 3584),
+}
+
+
+def _ops_frame(ops: dict[str, tuple[int, int]], **extra: object) -> pd.DataFrame:
+    names = list(ops)
+    df = pd.DataFrame({"op": names, "num_tokens": 64, "n": [ops[o][0] for o in names],
+                       "k": [ops[o][1] for o in names], **extra})
+    return pd.concat([df, pd.DataFrame(stats(len(names)))], axis=1)
+
+
+def test_every_layer_op_of_the_model_is_accepted(tmp_path: Path) -> None:
+    path = write_profile(_ops_frame(OP_SHAPES_70B_TP8), tmp_path / "ok.parquet",
+                         meta_for("layer_ops"))
+    assert set(read_profile(path)[0]["op"]) == set(OP_SHAPES_70B_TP8)
+
+
+# (op, column, wrong value, text of the expectation)
+BAD_OP_SHAPES = [
+    ("embedding", "n", 5, "n in [8192] for op embedding"),
+    ("embedding", "k", 32000, "k in [0] for op embedding"),
+    ("input_norm", "n", 5, "n in [8192] for op input_norm"),
+    ("post_norm", "n", 4096, "n in [8192] for op post_norm"),
+    ("add", "n", 5, "n in [8192] for op add"),
+    ("add", "k", 8192, "k in [0] for op add"),
+    ("rope", "n", 5, "n in [1152] for op rope"),
+    ("act", "n", 7, "n in [3584] for op act"),
+    ("act", "n", 7168, "n in [3584] for op act"),
+    ("lm_head", "n", 123, "n in [4000] for op lm_head"),
+    ("lm_head", "k", 1024, "k in [8192] for op lm_head"),
+]
+
+
+@pytest.mark.parametrize(("op", "col", "value", "text"), BAD_OP_SHAPES)
+def test_wrong_layer_op_shape_names_file_column_row(tmp_path: Path, op: str, col: str,
+                                                    value: int, text: str) -> None:
+    df = _ops_frame(OP_SHAPES_70B_TP8)
+    row = list(OP_SHAPES_70B_TP8).index(op)
+    df.loc[row, col] = value
+    path = tmp_path / "bad.parquet"
+    with pytest.raises(ConfigError) as err:
+        write_profile(df, path, meta_for("layer_ops"))
+    msg = str(err.value)
+    assert f"{path}: {col}[row {row}]={value}" in msg, msg
+    assert f"model llama-2-70b at tp=8 needs {text}" in msg
+    # the same rows fail on read, too (a file written by another tool)
+    _raw_write(path, df, meta_for("layer_ops").to_json().encode())
+    with pytest.raises(ConfigError, match=rf"bad\.parquet: {col}\[row {row}\]"):
+        read_profile(path)
+
+
+def test_lm_head_accepts_the_padded_vocabulary_shard(tmp_path: Path) -> None:
+    # Llama-3: vocab 128256 (a multiple of 64): 16032 per GPU at TP 8, the only width
+    shape = model_shape_of(get_model("llama-3-70b"))
+    meta = meta_for("layer_ops", model="llama-3-70b", model_shape=shape)
+    ok = {**OP_SHAPES_70B_TP8, "lm_head": (16032, 8192)}
+    write_profile(_ops_frame(ok), tmp_path / "ok.parquet", meta)
+    # a model outside the catalogue whose vocabulary 32001 neither TP nor 64 divides:
+    # vocab // tp = 4000, ceil(vocab / tp) = 4001, vLLM's shard of 32064 / 8 = 4008
+    odd = {**SHAPE_70B, "vocab": 32001}
+    for n in (4000, 4001, 4008):
+        df = _ops_frame({**OP_SHAPES_70B_TP8, "lm_head": (n, 8192)})
+        write_profile(df, tmp_path / f"odd{n}.parquet",
+                      meta_for("layer_ops", model="my-70b", model_shape=odd))
+    df = _ops_frame({**OP_SHAPES_70B_TP8, "lm_head": (4002, 8192)})
+    with pytest.raises(ConfigError, match=r"n\[row 6\]=4002.*n in \[4000, 4001, 4008\]"):
+        write_profile(df, tmp_path / "bad.parquet",
+                      meta_for("layer_ops", model="my-70b", model_shape=odd))
+
+
+def test_moe_rows_in_a_dense_model_are_an_error(tmp_path: Path) -> None:
+    df = _ops_frame({**OP_SHAPES_70B_TP8, "moe_experts": (3584, 8192)},
+                    experts=[0] * 11 + [8], topk=[0] * 11 + [2])
+    with pytest.raises(ConfigError) as err:
+        write_profile(df, tmp_path / "bad.parquet", meta_for("layer_ops"))
+    msg = str(err.value)
+    assert "bad.parquet: op[row 11]='moe_experts'" in msg and "dense model" in msg, msg
+
+
+MIXTRAL = get_model("mixtral-8x7b")  # 8 experts, top-2, expert FFN 14336, hidden 4096
+
+
+@pytest.mark.parametrize(("col", "value", "text"), [
+    (None, None, None),
+    ("n", 14336, "n in [7168] for op moe_experts"),
+    ("k", 7168, "k in [4096] for op moe_experts"),
+    ("experts", 4, "experts=8 for op moe_experts"),
+    ("topk", 1, "topk=2 for op moe_experts"),
+])
+def test_moe_rows_match_the_moe_model(tmp_path: Path, col: str | None, value: int | None,
+                                      text: str | None) -> None:
+    df = _ops_frame({"qkv_proj": ((16 + 2 * 4) * 128, 4096), "moe_experts": (7168, 4096),
+                     "lm_head": (16000, 4096)}, experts=[0, 8, 0], topk=[0, 2, 0])
+    meta = meta_for("layer_ops", model="mixtral-8x7b", tp=2,
+                    model_shape=model_shape_of(MIXTRAL))
+    if col is None:
+        write_profile(df, tmp_path / "ok.parquet", meta)
+        return
+    df.loc[1, col] = value
+    with pytest.raises(ConfigError) as err:
+        write_profile(df, tmp_path / "bad.parquet", meta)
+    assert f"bad.parquet: {col}[row 1]={value}" in str(err.value)
+    assert f"model mixtral-8x7b at tp=2 needs {text}" in str(err.value)
+
+
+def test_non_numeric_time_names_the_first_bad_row(tmp_path: Path) -> None:
+    df = frame("attention_decode")
+    df["median_us"] = pd.Series([11.0, 12.0, "abc"], dtype=object)
+    with pytest.raises(ConfigError) as err:
+        write_profile(df, tmp_path / "bad.parquet", meta_for("attention_decode"))
+    assert "median_us[row 2]='abc'" in str(err.value)
+    assert "must be a number (column dtype object)" in str(err.value)
+    df["median_us"] = pd.Series([11.0, True, 12.0], dtype=object)
+    with pytest.raises(ConfigError, match=r"median_us\[row 1\]=True"):
+        write_profile(df, tmp_path / "bad.parquet", meta_for("attention_decode"))
+    # an object column of real numbers only is read as numbers
+    df["median_us"] = pd.Series([10, 11.0, np.float64(12.0)], dtype=object)
+    back, _ = read_profile(write_profile(df, tmp_path / "ok.parquet",
+                                         meta_for("attention_decode")))
+    assert list(back["median_us"]) == [10.0, 11.0, 12.0]
+
+
+def test_shipped_profiles_validate() -> None:
+    root = Path(__file__).resolve().parents[1] / "simulator" / "profiles" / "data"
+    paths = sorted(root.rglob("*.parquet"))
+    assert paths, f"no shipped profiles under {root}"
+    for path in paths:
+        df, meta = read_profile(path)
+        assert len(df) > 0 and meta.model
+
+
+def test_every_importers_output_validates(reference_dir: Path, tmp_path: Path) -> None:
+    from profiler.import_aiconfigurator import import_aiconfigurator
+    from profiler.import_llmservingsim import import_llmservingsim
+    from profiler.import_vidur import import_vidur
+
+    written = [
+        *import_vidur(reference_dir / "vidur", tmp_path / "vidur"),
+        *import_aiconfigurator(reference_dir / "aiconfigurator", tmp_path / "aic"),
+        *import_llmservingsim(reference_dir / "llmservingsim", tmp_path / "lss"),
+    ]
+    assert len(written) == len(list(tmp_path.rglob("*.parquet")))
+    for item in written:
+        df, _ = read_profile(item.path)  # every op's shape checked against its model
+        assert len(df) == item.rows

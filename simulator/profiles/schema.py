@@ -233,6 +233,12 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _is_real(value: Any) -> bool:
+    """A real number (Python or numpy int/float), not a bool, string or None."""
+    return (isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool | np.bool_))
+
+
 def _int_column(where: str, df: pd.DataFrame, col: str, minimum: int) -> pd.Series:
     s = df[col]
     if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
@@ -271,12 +277,64 @@ def _str_column(
     return s.astype("str")
 
 
+# vLLM's VocabParallelEmbedding / ParallelLMHead pad the vocabulary to a multiple of 64
+# before splitting it over TP; a table timed inside vLLM may hold that padded shard.
+VOCAB_PADDING = 64
+
+
+def lm_head_widths(vocab: int, tp: int) -> list[int]:
+    """Per-GPU ``lm_head`` widths (``n``) accepted for a vocabulary ``vocab`` at ``tp``.
+
+    The profiler and the LLMServingSim importer write ``vocab // tp`` (the profiler refuses
+    a TP that does not divide the vocabulary; every shipped and reference file has such a
+    TP, so the three values coincide there). When TP or 64 does not divide the vocabulary,
+    the LM-head GEMM a GPU really runs is the rounded-up shard (``ceil(vocab / tp)``) or, in
+    vLLM, the shard of the vocabulary padded to a multiple of 64: a producer recording the
+    kernel's shape (a table timed inside vLLM) legitimately writes those, so they pass too.
+    """
+    padded = -(-vocab // VOCAB_PADDING) * VOCAB_PADDING
+    return sorted({vocab // tp, -(-vocab // tp), -(-padded // tp)})
+
+
+def layer_op_shapes(shape: dict, tp: int, spec: Any | None = None
+                    ) -> dict[str, tuple[list[int], list[int]]]:
+    """``layer_ops`` op -> (allowed n, allowed k) per GPU for a model at ``tp``.
+
+    The expectations are those the producers write: the GPU profiler
+    (``profiler.layer.LayerShape.op_dims``) and the Vidur, LLMServingSim importers. GEMMs
+    are ``tokens x k @ k x n``; element-wise ops, norms and the embedding lookup have
+    ``n`` = width and ``k`` = 0. ``spec`` (the catalogue ModelSpec, None for a model not
+    built in) decides whether the MLP is gated; without it both widths are accepted.
+    ``moe_experts`` (one expert's FFN slice) is listed for every model; the caller rejects
+    it for a dense catalogue model.
+    """
+    q = shape["n_heads"] // tp
+    kv = kv_heads_per_gpu(shape["n_kv_heads"], tp)
+    hd, hidden, ffn = shape["head_dim"], shape["hidden"], shape["ffn"]
+    f = ffn // tp
+    gate_up = sorted({f, 2 * f}) if spec is None else [2 * f if spec.gated_mlp else f]
+    return {
+        "embedding": ([hidden], [0]),
+        "input_norm": ([hidden], [0]),
+        "post_norm": ([hidden], [0]),
+        "add": ([hidden], [0]),
+        "qkv_proj": ([(q + 2 * kv) * hd], [hidden]),
+        "rope": ([(q + kv) * hd], [0]),
+        "o_proj": ([hidden], [q * hd]),
+        "gate_up_proj": (gate_up, [hidden]),
+        "act": ([f], [0]),
+        "down_proj": ([hidden], [f]),
+        "moe_experts": ([f], [hidden]),
+        "lm_head": (lm_head_widths(shape["vocab"], tp), [hidden]),
+    }
+
+
 def _check_model_rows(where: str, df: pd.DataFrame, meta: ProfileMeta, shape: dict) -> None:
     """Per-GPU shapes in the rows must be those of ``shape`` sharded over ``meta.tp``."""
     tp = meta.tp
     q = shape["n_heads"] // tp
     kv = kv_heads_per_gpu(shape["n_kv_heads"], tp)
-    hd, hidden, ffn = shape["head_dim"], shape["hidden"], shape["ffn"]
+    hd = shape["head_dim"]
     label = f"model {meta.model} at tp={tp}"
 
     def expect(mask: np.ndarray, col: str, allowed: str) -> None:
@@ -292,20 +350,18 @@ def _check_model_rows(where: str, df: pd.DataFrame, meta: ProfileMeta, shape: di
     if meta.family != "layer_ops":
         return
     spec = _catalogue_model(meta.model)
-    gate_up = {2 * ffn // tp} if spec is None or spec.gated_mlp else {ffn // tp}
-    if spec is None:
-        gate_up.add(ffn // tp)
     op = df["op"].to_numpy()
-    n, k = df["n"].to_numpy(), df["k"].to_numpy()
-    checks = (
-        ("qkv_proj", "n", n, {(q + 2 * kv) * hd}), ("qkv_proj", "k", k, {hidden}),
-        ("o_proj", "n", n, {hidden}), ("o_proj", "k", k, {q * hd}),
-        ("gate_up_proj", "n", n, gate_up), ("gate_up_proj", "k", k, {hidden}),
-        ("down_proj", "n", n, {hidden}), ("down_proj", "k", k, {ffn // tp}),
-    )
-    for name, col, values, ok in checks:
-        mask = (op == name) & ~np.isin(values, sorted(ok))
-        expect(mask, col, f"{col} in {sorted(ok)} for op {name}")
+    moe = op == "moe_experts"
+    if spec is not None and not spec.is_moe:
+        expect(moe, "op", "no moe_experts rows (it is a dense model, without experts)")
+    cols = {"n": df["n"].to_numpy(), "k": df["k"].to_numpy()}
+    for name, (ns, ks) in layer_op_shapes(shape, tp, spec).items():
+        for col, ok in (("n", ns), ("k", ks)):
+            mask = (op == name) & ~np.isin(cols[col], ok)
+            expect(mask, col, f"{col} in {ok} for op {name}")
+    if spec is not None and spec.is_moe:  # experts are global (not sharded by TP)
+        for col, value in (("experts", spec.num_experts), ("topk", spec.experts_top_k)):
+            expect(moe & (df[col].to_numpy() != value), col, f"{col}={value} for op moe_experts")
 
 
 def validate_frame(df: pd.DataFrame, meta: ProfileMeta, where: str) -> pd.DataFrame:
@@ -334,7 +390,13 @@ def validate_frame(df: pd.DataFrame, meta: ProfileMeta, where: str) -> pd.DataFr
     for col in TIME_COLUMNS:
         s = df[col]
         if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
-            raise _fail(where, col, 0, s.iloc[0], f"must be a number (column dtype {s.dtype})")
+            # e.g. an object column from pandas: blame the first cell that is no real number
+            # (all real numbers: they are converted, as a numeric column would be)
+            bad = [i for i, v in enumerate(s) if not _is_real(v)]
+            if bad:
+                raise _fail(where, col, bad[0], s.iloc[bad[0]],
+                            f"must be a number (column dtype {s.dtype})")
+            s = pd.Series([float(v) for v in s], index=s.index, dtype="float64")
         values = s.to_numpy(dtype="float64", na_value=np.nan)
         bad = ~np.isfinite(values) | (values < 0)
         if bad.any():

@@ -10,17 +10,26 @@ The suffix ``-<dtype>`` is left out for bf16. Lookups of a 16-bit dtype fall bac
 other 16-bit dtype (bf16 <-> fp16) when the exact one is absent: both run at the same
 tensor-core rate and move the same bytes on every catalogue GPU, and the returned
 ProfileMeta still says which one was measured.
+
+:func:`cover` (and :meth:`ProfileStore.cover`) answers "which profiles cover (model, SKU,
+TP)" the way ``execution.kind=profiled`` searches them: per family the model's own file, a
+shape-keyed attention table holding the model's per-GPU heads, or the node's collective
+table; and for what is left, what to profile and what the fallback prices instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError
 from simulator.profiles.schema import (
     ATTENTION_FAMILIES,
+    CPU_OPS,
     FAMILIES,
     MODEL_FAMILIES,
     ProfileMeta,
@@ -35,10 +44,61 @@ SHAPE_DIR = "ops"  # directory of shape-keyed tables (model "")
 DEFAULT_REQUIRED = ("attention_prefill", "attention_decode", "layer_ops")
 _SIXTEEN_BIT = {"bf16": ("bf16", "fp16"), "fp16": ("fp16", "bf16")}
 ENTRY_COLUMNS = ("device", "model", "node", "tp", "family", "dtype", "source", "rows", "path")
+# the layer_ops operators the profiled execution model prices (dense and MoE layers)
+_OPS_DENSE = ("embedding", "input_norm", "qkv_proj", "rope", "o_proj", "post_norm",
+              "gate_up_proj", "act", "down_proj", "add", "lm_head")
+_OPS_MOE = ("embedding", "input_norm", "qkv_proj", "rope", "o_proj", "post_norm",
+            "moe_experts", "add", "lm_head")
+_MLP_OPS = ("gate_up_proj", "act", "down_proj")  # profiled only when all three are
+COVER_FAMILIES = (*MODEL_FAMILIES, "collective")  # what :func:`cover` answers for
+COVER_KINDS = ("model", "shapes", "collective")  # how a family is covered ("" = not)
+HEAD_COLUMNS = ("n_q_heads", "n_kv_heads", "head_dim")
+# What the profiled execution model does without the family (execution.profiled.fallback
+# is the roofline or the calibrated roofline).
+FALLBACK_NOTES = {
+    "layer_ops": "execution.kind=profiled needs it: without it the fallback model "
+                 "(execution.profiled.fallback) prices every operator, attention included "
+                 "(with execution.profiled.require_profiles=true the run stops instead)",
+    "attention_prefill": "the fallback's attention prices prefill chunks",
+    "attention_decode": "the fallback's attention prices decodes",
+    "attention_mixed": "the decode-only attention prices the decodes of a mixed batch",
+    "cpu_overhead": "the fallback's CPU and sampling overheads",
+    "collective": "the fallback's collective fits price the TP all-reduce and PP send",
+}
 
 
 def _file_name(family: str, dtype: str) -> str:
     return f"{family}.parquet" if dtype == "bf16" else f"{family}-{dtype}.parquet"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How one profile family is covered for a (model, SKU, TP), or why it is not."""
+
+    family: str
+    kind: str  # one of COVER_KINDS, "" when uncovered
+    path: Path | None  # the file that covers it (None when uncovered)
+    rows: int  # rows that apply (a shape-keyed table: the rows of the model's heads)
+    detail: str  # how the file is used; uncovered: why ("" when there is simply no file)
+    fallback: str = ""  # uncovered: what prices the family instead
+    todo: str = ""  # uncovered: what to profile or import to cover it
+
+    @property
+    def covered(self) -> bool:
+        """Whether a profile file covers the family."""
+        return self.path is not None
+
+    def describe(self) -> str:
+        """One sentence or two: how it is used, or why not and what to do about it."""
+        if self.covered:
+            return self.detail
+        why = f"{self.detail}; " if self.detail else ""
+        return f"{why}{self.fallback}. To cover it: {self.todo}."
+
+
+def _article(name: str) -> str:
+    """"a" or "an" before a SKU name read letter by letter ("an h100-sxm", "a b200")."""
+    return "an" if name[:1].lower() in "aefhilmnorsx" else "a"
 
 
 class ProfileStore:
@@ -109,7 +169,10 @@ class ProfileStore:
 
     # -- model coverage ----------------------------------------------------------------
     def coverage(self, model: str, device: str, tp: int, dtype: str = "bf16") -> dict[str, Path]:
-        """Family -> file of the model families present for (model, device, tp)."""
+        """Family -> file of the model's own files present for (model, device, tp).
+
+        Only the per-model files (:meth:`load` takes them with ``model``): see :meth:`cover`
+        for shape-keyed tables and collectives too."""
         found = {}
         for family in MODEL_FAMILIES:
             path = self._find(device, model, "", tp, family, dtype)
@@ -117,29 +180,42 @@ class ProfileStore:
                 found[family] = path
         return found
 
+    def cover(self, model: str, device: str, tp: int, dtype: str = "bf16", *,
+              node: str = "") -> dict[str, Coverage]:
+        """Every family of :data:`COVER_FAMILIES` -> how this store covers it (see
+        :func:`cover`); ``node`` defaults to the catalogue's first node for ``device``."""
+        return cover([self], model, device, tp, dtype, node=node)
+
     def require(self, model: str, device: str, tp: int,
                 families: tuple[str, ...] = DEFAULT_REQUIRED,
-                dtype: str = "bf16") -> dict[str, Path]:
-        """Like :meth:`coverage`, but ConfigError naming what is missing and how to get it."""
+                dtype: str = "bf16", *, node: str = "") -> dict[str, Path]:
+        """Family -> the file covering it (the model's own, a shape-keyed attention table
+        holding the model's heads, or the node's collectives; see :meth:`cover`), or a
+        ConfigError naming what is missing, how to measure it and what falls back."""
         for family in families:
-            if family not in MODEL_FAMILIES:
+            if family not in COVER_FAMILIES:
                 raise ConfigError("families", family,
-                                  "allowed values are " + ", ".join(MODEL_FAMILIES))
-        have = self.coverage(model, device, tp, dtype)
-        missing = [f for f in families if f not in have]
+                                  "allowed values are " + ", ".join(COVER_FAMILIES))
+        have = self.cover(model, device, tp, dtype, node=node)
+        missing = [f for f in families if not have[f].covered]
         if not missing:
-            return {f: have[f] for f in families}
-        shapes = self.shape_tables(device, dtype)
-        hint = ""
-        if any(f in shapes for f in missing):
-            hint = (f" Shape-keyed tables for {device} exist under "
-                    f"{self.root / device / SHAPE_DIR} (ProfileStore.load_shapes).")
-        raise ConfigError(
-            "profiles", f"{model} on {device} at tp={tp}",
-            f"missing {', '.join(missing)} under {self.root}: measure them on a {device} GPU "
-            f"with `python -m profiler model={model} tp={tp} out={self.root}`, or fall back to "
-            f"`execution.kind=calibrated`.{hint}",
-        )
+            return {f: have[f].path for f in families if have[f].path is not None}
+        measured = [f for f in missing if f in DEFAULT_REQUIRED]
+        how = ""
+        if measured:
+            how = (f": measure {', '.join(measured)} on {_article(device)} {device} GPU with "
+                   f"`python -m profiler model={model} tp={tp} out={self.root}`, or fall back "
+                   f"to `execution.kind=calibrated`")
+        notes = []
+        for f in missing:  # why (shape-keyed tables without its heads), or another source
+            parts = [have[f].detail] if have[f].detail else []
+            if f not in DEFAULT_REQUIRED:
+                parts.append(have[f].todo)
+            if parts:
+                notes.append(f" {f}: {'; '.join(parts)}.")
+        raise ConfigError("profiles", f"{model} on {device} at tp={tp}",
+                          f"missing {', '.join(missing)} under {self.root}{how}."
+                          + "".join(notes))
 
     # -- shape-keyed tables ------------------------------------------------------------
     def shape_tables(self, device: str, dtype: str = "bf16") -> dict[str, Path]:
@@ -185,3 +261,192 @@ class ProfileStore:
                 })
         return pd.DataFrame(rows, columns=list(ENTRY_COLUMNS)).astype(
             {"tp": "int64", "rows": "int64"})
+
+
+# -- coverage across stores -----------------------------------------------------------------
+def _model_heads(model: str, tp: int, stores: Sequence[ProfileStore], device: str,
+                 dtype: str) -> dict[str, int] | None:
+    """Per-GPU ``n_q_heads``, ``n_kv_heads``, ``head_dim`` of ``model`` at ``tp``: from the
+    built-in catalogue, else from a ``model_shape`` in one of its own files; None if neither."""
+    from simulator.catalogue import get_model, model_names
+
+    if model in model_names():
+        shape = model_shape_of(get_model(model))
+    else:
+        shape = {}
+        for store in stores:
+            for path in store.coverage(model, device, tp, dtype).values():
+                shape = read_meta(path)[0].model_shape
+                break
+            if shape:
+                break
+        if not shape:
+            return None
+    return {"n_q_heads": shape["n_heads"] // tp,
+            "n_kv_heads": kv_heads_per_gpu(shape["n_kv_heads"], tp),
+            "head_dim": shape["head_dim"]}
+
+
+def _columns(path: Path, cols: Sequence[str]) -> pd.DataFrame:
+    """Some columns of a profile file (no validation: :meth:`ProfileStore.load` does that)."""
+    return pq.read_table(path, columns=list(cols)).to_pandas()
+
+
+def _todo(family: str, model: str, device: str, tp: int, node: str, root: Path | None) -> str:
+    """What produces ``family`` for (model, device, tp): a profiler run or an import."""
+    out = f" out={root}" if root is not None else ""
+    if family in DEFAULT_REQUIRED:
+        return f"measure with `python -m profiler model={model} tp={tp}{out}` on {device}"
+    if family == "collective":
+        return (f"measure with `python -m profiler model={model} tp={tp} families=collective"
+                f"{out}` on node type {node}, or import Vidur's or aiconfigurator's network "
+                "tables")
+    return ("import LLMServingSim's tables (`python -m profiler.import_llmservingsim`); "
+            "the profiler does not measure it")
+
+
+def _ops_detail(path: Path, expected: Sequence[str]) -> str:
+    """The ops a file holds, and those of ``expected`` it lacks (priced by the fallback)."""
+    ops = sorted(set(_columns(path, ["op"])["op"].astype(str)))
+    absent = [op for op in expected if op not in ops]
+    text = "ops " + ", ".join(ops)
+    mlp = [op for op in _MLP_OPS if op in expected]
+    if any(op in absent for op in mlp):  # the profiled model prices a dense MLP whole
+        absent = [op for op in absent if op not in mlp] + mlp
+    if "add" in absent and "input_norm" in ops:  # vLLM's fused add + RMSNorm kernel
+        absent.remove("add")
+        text += " (add fused into the norms)"
+    if absent:
+        text += "; the fallback prices " + ", ".join(absent)
+    return text
+
+
+def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
+          dtype: str = "bf16", *, node: str = "") -> dict[str, Coverage]:
+    """Which file of ``stores`` (searched in order, as ``execution.profiled.store``) covers
+    each family of :data:`COVER_FAMILIES` for ``model`` on ``device`` at ``tp``.
+
+    As the profiled execution model searches them: ``layer_ops``, ``attention_mixed`` and
+    ``cpu_overhead`` come only from the model's own files; prefill and decode attention from
+    the model's own file in any store, else from a shape-keyed table (e.g. aiconfigurator's)
+    that has rows with the model's per-GPU heads and head size (only those are its
+    coverage); collectives from the ``node``'s table (default: the catalogue's first node
+    for ``device``). An uncovered family's ``fallback`` says what prices it instead and
+    ``todo`` what to profile or import.
+    """
+    from simulator.catalogue import default_node_for, get_model, model_names, sku_names
+
+    if not node and device in sku_names():
+        node = default_node_for(device)
+    spec = get_model(model) if model in model_names() else None
+    first_root = stores[0].root if stores else None
+    out: dict[str, Coverage] = {}
+    heads = _model_heads(model, tp, stores, device, dtype)
+    heads_text = ", ".join(f"{k}={v}" for k, v in (heads or {}).items())
+    for family in COVER_FAMILIES:
+        todo = _todo(family, model, device, tp, node, first_root)
+        why = ""
+        if family == "collective":
+            found = _collective_cover(stores, device, node, tp, dtype)
+            if found is None:
+                why = (f"no collective table for node {node}" if node
+                       else f"no node given and {device} is not a catalogue SKU")
+        else:
+            found = _model_cover(stores, family, model, device, tp, dtype,
+                                 moe=spec is not None and spec.is_moe)
+        if found is None and family in ("attention_prefill", "attention_decode"):
+            tables = []
+            for store in stores:
+                path = store._find(device, "", "", 1, family, dtype)
+                if path is None:
+                    continue
+                tables.append(path)
+                if heads is None:
+                    continue
+                df = _columns(path, HEAD_COLUMNS)
+                mine = pd.Series(True, index=df.index)
+                for col, v in heads.items():
+                    mine &= df[col] == v
+                if mine.any():
+                    found = Coverage(
+                        family, "shapes", path, int(mine.sum()),
+                        f"shape-keyed table: fitted on all {len(df)} rows, evaluated at "
+                        f"{heads_text} ({int(mine.sum())} rows of that shape)")
+                    break
+            if found is None and tables:
+                what = (f"hold no rows with {model}'s heads at tp={tp} ({heads_text})"
+                        if heads is not None else
+                        f"cannot be matched: {model} is not a built-in model and has no "
+                        "file giving its shape")
+                why = f"shape-keyed tables ({', '.join(map(str, tables))}) {what}"
+        out[family] = found or Coverage(family, "", None, 0, why, FALLBACK_NOTES[family], todo)
+    return out
+
+
+def _model_cover(stores: Sequence[ProfileStore], family: str, model: str, device: str,
+                 tp: int, dtype: str, *, moe: bool) -> Coverage | None:
+    """The first store's own file of ``model`` for ``family``, with what it holds; None
+    when no store has one."""
+    for store in stores:
+        path = store._find(device, model, "", tp, family, dtype)
+        if path is None:
+            continue
+        if family == "layer_ops":
+            detail = f"the model's own file: {_ops_detail(path, _OPS_MOE if moe else _OPS_DENSE)}"
+        elif family == "cpu_overhead":
+            detail = f"the model's own file: {_ops_detail(path, CPU_OPS)}"
+        elif family == "attention_mixed" and "attention_prefill" not in store.coverage(
+                model, device, tp, dtype):
+            detail = ("the model's own file, but unused without the model's attention_prefill "
+                      "in the same store")
+        else:
+            detail = "the model's own file"
+        return Coverage(family, "model", path, read_meta(path)[1], detail)
+    return None
+
+
+def _collective_cover(stores: Sequence[ProfileStore], device: str, node: str, tp: int,
+                      dtype: str) -> Coverage | None:
+    """The first store's collective table of ``node``, with the ops and GPU counts it
+    measured; None when no store has one."""
+    for store in stores:
+        path = store._find(device, "", node, 1, "collective", dtype) if node else None
+        if path is None:
+            continue
+        df = _columns(path, ["op", "num_gpus", "gpus_per_node"])
+        parts = []
+        for op, g in df.groupby("op"):
+            lo, hi = int(g["num_gpus"].min()), int(g["num_gpus"].max())
+            parts.append(f"{op} {lo}..{hi} GPUs" if lo != hi else f"{op} {lo} GPUs")
+        ar = df[df["op"] == "all_reduce"]
+        # as ProfiledModel: used when tp lies inside the measured GPU counts
+        inside = not ar.empty and all(
+            ar[c].min() <= tp <= ar[c].max() for c in ("num_gpus", "gpus_per_node"))
+        if tp > 1 and not inside:
+            parts.append(f"no all-reduce measured around {tp} GPUs: the fallback prices "
+                         "the TP all-reduce")
+        return Coverage("collective", "collective", path, len(df),
+                        f"node {node}: " + "; ".join(parts))
+    return None
+
+
+def format_coverage(cov: dict[str, Coverage], *, title: str = "") -> str:
+    """``cov`` (from :func:`cover`) as a table: family, how covered, rows, file; then one
+    line per family saying how it is used or, when uncovered, what to do about it."""
+    head = ("family", "covered by", "rows", "file")
+    body = [(c.family, c.kind or "MISSING", str(c.rows) if c.covered else "-",
+             str(c.path) if c.path is not None else "-") for c in cov.values()]
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(3)]
+
+    def line(r: tuple[str, ...]) -> str:
+        return "  ".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]),
+                          r[2].rjust(widths[2]), r[3]]).rstrip()
+
+    lines = [title] if title else []
+    lines += [line(head), line((*("-" * w for w in widths), "----"))]
+    lines += [line(r) for r in body]
+    lines.append("")
+    lines += [f"{c.family}: {c.describe()}" for c in cov.values()]
+    n = sum(c.covered for c in cov.values())
+    lines.append(f"{n} of {len(cov)} families covered")
+    return "\n".join(lines)
