@@ -88,6 +88,7 @@ def build_execution_model(cfg: SimulationConfig) -> ExecutionModel:
                                sched.chunk_size + sched.max_batch_size),
                 fallback=fallback,
                 expert_parallel=ep,
+                precision=cfg.precision,
             )
         except MissingProfilesError as err:
             if ex.profiled.require_profiles:

@@ -475,6 +475,29 @@ def test_profiled_without_profiles_runs_the_fallback_and_says_so(tmp_path: Path)
         simulate(SimulationConfig.from_dict(strict))
 
 
+def test_profiled_honours_fp8(tmp_path: Path) -> None:
+    """FP8 weights without fp8 layer_ops run on the fallback (and say so); an FP8 KV cache
+    without fp8 attention tables scales the measured attention by the fallback's ratio:
+    never silently at bf16 speed."""
+    from simulator import SimulationConfig, simulate
+
+    base = {"model": "llama-3-8b", "sku": "h100-sxm", "scheduler": {"name": "vllm_v1"},
+            "workload": {"num_requests": 40, "arrival": {"kind": "poisson", "rate": 8.0}},
+            "execution": {"kind": "profiled", "profiled": {
+                "fallback": "calibrated", "cache_dir": str(tmp_path / "cache")}}}
+
+    def run(weights: str, kv: str) -> dict:
+        return simulate(SimulationConfig.from_dict(
+            {**base, "precision": {"weights": weights, "kv_cache": kv}})).summary
+
+    bf16, kv8, w8 = run("bf16", "bf16"), run("bf16", "fp8"), run("fp8", "bf16")
+    assert bf16["execution"]["kind"] == kv8["execution"]["kind"] == "profiled"
+    assert "fp8 / bf16 KV ratio" in kv8["execution"]["measured"]["attention_decode"]
+    assert kv8["tpot"]["p50"] < bf16["tpot"]["p50"]
+    assert w8["execution"]["kind"] == "calibrated" and "in fp8" in w8["execution"]["note"]
+    assert w8["tpot"]["p50"] < bf16["tpot"]["p50"]
+
+
 # ---------------------------------------------------------------------- reference data
 def test_reference_gemm_held_out_median_ape(reference_dir: Path, tmp_path: Path) -> None:
     from profiler.import_vidur import import_vidur

@@ -89,6 +89,7 @@ from simulator.execution.predictors.tables import (
     integer_points,
 )
 from simulator.execution.roofline import PARTS, RooflineModel
+from simulator.precision import BF16, Precision
 from simulator.profiles import ProfileStore
 
 _DTYPE_NAMES = {1: "fp8", 2: "bf16", 4: "fp32"}
@@ -154,7 +155,8 @@ def require_layer_ops(params: ProfiledParams, model: str, device: str, tp: int,
     except ConfigError as err:
         others = [str(s.root) for s in stores[1:]]
         extra = f" (also searched {', '.join(others)})" if others else ""
-        raise MissingProfilesError(err.field, err.value, err.allowed + extra) from err
+        value = err.value if dtype in ("bf16", "fp16") else f"{err.value} in {dtype}"
+        raise MissingProfilesError(err.field, value, err.allowed + extra) from err
     raise AssertionError("require() found a file coverage() did not")  # pragma: no cover
 
 
@@ -175,9 +177,10 @@ class ProfiledModel(ExecutionModel):
         fallback: RooflineModel | None = None,
         cache: PredictorCache | None = None,
         expert_parallel: int = 1,
+        precision: Precision = BF16,
     ) -> None:
         if fallback is None:
-            fallback = _fallback(params.fallback, model, sku, node, tp, pp)
+            fallback = _fallback(params.fallback, model, sku, node, tp, pp, precision)
         if expert_parallel != fallback.expert_parallel:
             if fallback.expert_parallel != 1:
                 raise ConfigError("execution.profiled.fallback", fallback.expert_parallel,
@@ -203,6 +206,11 @@ class ProfiledModel(ExecutionModel):
         self.heads: dict[str, int] = {}  # per-GPU n_q_heads, n_kv_heads, head_dim
         self._stores = [ProfileStore(r) for r in store_roots(params)]
         self._dtype = _DTYPE_NAMES.get(model.dtype_bytes, "bf16")
+        # FP8 weights need layer_ops measured in fp8 (else the fallback prices the run);
+        # an FP8 KV cache takes attention from fp8 tables (else from the fallback)
+        self.precision = precision
+        self._wdtype = "fp8" if precision.weights == "fp8" else self._dtype
+        self._kvdtype = "fp8" if precision.kv_cache == "fp8" else self._dtype
         self._fit = params.predictor_params()
         self._layers = model.num_layers // pp
         self._max_tokens = max(max_tokens or model.max_context, 1)
@@ -231,26 +239,29 @@ class ProfiledModel(ExecutionModel):
     # ------------------------------------------------------------------ profiles
     def _require_layer_ops(self) -> tuple[pd.DataFrame, Any]:
         m, d, tp = self.model.name, self.sku.name, self.tp
-        store, _ = require_layer_ops(self.params, m, d, tp, self._dtype)
-        return store.load(d, m, tp, "layer_ops", self._dtype)
+        store, _ = require_layer_ops(self.params, m, d, tp, self._wdtype)
+        return store.load(d, m, tp, "layer_ops", self._wdtype)
 
     def _fitted(self, df: pd.DataFrame, meta: Any, family: str) -> _Source:
         identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
                     "dtype": meta.dtype, "node": meta.node}
         return _Source(self.cache.fitted(identity, df, family, self._fit), _describe(meta))
 
-    def _attention_source(self, family: str) -> tuple[_Source, dict[str, int]] | None:
-        """Predictors for an attention family and the per-GPU head shape to ask them."""
+    def _attention_source(self, family: str, dtype: str = ""
+                          ) -> tuple[_Source, dict[str, int]] | None:
+        """Predictors for an attention family (in ``dtype``, default the KV cache's) and
+        the per-GPU head shape to ask them."""
+        dtype = dtype or self._kvdtype
         m, d, tp = self.model, self.sku.name, self.tp
         heads = {"n_q_heads": m.num_heads // tp, "n_kv_heads": memory.kv_heads_per_gpu(m, tp),
                  "head_dim": m.head_size}
         for store in self._stores:
-            if family in store.coverage(m.name, d, tp, self._dtype):
-                df, meta = store.load(d, m.name, tp, family, self._dtype)
+            if family in store.coverage(m.name, d, tp, dtype):
+                df, meta = store.load(d, m.name, tp, family, dtype)
                 return self._fitted(df, meta, family), heads
         for store in self._stores:
-            if family in store.shape_tables(d, self._dtype):
-                df, meta = store.load(d, "", 1, family, self._dtype)
+            if family in store.shape_tables(d, dtype):
+                df, meta = store.load(d, "", 1, family, dtype)
                 mine = np.ones(len(df), dtype=bool)
                 for col, v in heads.items():
                     mine &= df[col].to_numpy() == v
@@ -528,11 +539,11 @@ class ProfiledModel(ExecutionModel):
         model's ``attention_mixed`` and ``attention_prefill`` files in one store."""
         m, d, tp = self.model, self.sku.name, self.tp
         for store in self._stores:
-            have = store.coverage(m.name, d, tp, self._dtype)
+            have = store.coverage(m.name, d, tp, self._kvdtype)
             if "attention_mixed" not in have or "attention_prefill" not in have:
                 continue
-            mixed, meta = store.load(d, m.name, tp, "attention_mixed", self._dtype)
-            pre, _ = store.load(d, m.name, tp, "attention_prefill", self._dtype)
+            mixed, meta = store.load(d, m.name, tp, "attention_mixed", self._kvdtype)
+            pre, _ = store.load(d, m.name, tp, "attention_prefill", self._kvdtype)
             alone = (pre[pre["batch_size"] == 1].groupby(["chunk_tokens", "prior_kv"])
                      ["mean_us"].median().rename("alone_us"))
             j = mixed.join(alone, on=["chunk_tokens", "prior_kv"]).dropna(subset=["alone_us"])
@@ -577,15 +588,21 @@ class ProfiledModel(ExecutionModel):
         axis lo, axis hi), None without profiles."""
         fb = self.fallback
         pts = axis.points
+        native = None  # an FP8 KV cache read from the model dtype's profiles
         if found is None:
             found = self._attention_source(family)
+            if found is None and self._kvdtype != self._dtype:
+                found = self._attention_source(family, self._dtype)
+                if found is not None:
+                    native = type(fb)(self.model, self.sku, self.node, self.tp, self.pp,
+                                      fb.params)
         label = label or family
         decode = family == "attention_decode"
 
-        def roof(n: int, x: np.ndarray) -> np.ndarray:
+        def roof(n: int, x: np.ndarray, model: RooflineModel = fb) -> np.ndarray:
             if decode:
-                return np.asarray(fb._attention(0, 0, 0, n, n * x, np.maximum)[1]) + 0.0 * x
-            return np.array([fb._attention(n * c * (c + 1), n * c, n * c, 0, 0, max)[0]
+                return np.asarray(model._attention(0, 0, 0, n, n * x, np.maximum)[1]) + 0.0 * x
+            return np.array([model._attention(n * c * (c + 1), n * c, n * c, 0, 0, max)[0]
                              for c in x.tolist()])
 
         if found is None:
@@ -615,6 +632,11 @@ class ProfiledModel(ExecutionModel):
                 want = roof(int(n), pts[moved])
                 have = roof(int(nb[i]), xc[moved])
                 grid[i, moved] *= want / have
+        if native is not None:  # the fallback's FP8 / native-dtype ratio at each cell
+            self.sources[label] += (f", x the {self.fallback.label().split(' ')[0]} model's "
+                                    f"{self._kvdtype} / {self._dtype} KV ratio")
+            for i, n in enumerate(rows):
+                grid[i] *= roof(int(n), pts) / roof(int(n), pts, native)
         return OctaveTable(rows, axis, grid, self._max_batch), (b_lo, b_hi, x_lo, x_hi)
 
     # ------------------------------------------------------------------ lookups
@@ -875,12 +897,12 @@ def _describe(meta: Any) -> str:
 
 
 def _fallback(kind: str, model: ModelSpec, sku: SkuSpec, node: NodeSpec, tp: int,
-              pp: int) -> RooflineModel:
+              pp: int, precision: Precision = BF16) -> RooflineModel:
     if kind == "calibrated":
         from simulator.execution.calibrated import CalibratedModel
 
-        return CalibratedModel(model, sku, node, tp, pp)
-    return RooflineModel(model, sku, node, tp, pp)
+        return CalibratedModel(model, sku, node, tp, pp, precision=precision)
+    return RooflineModel(model, sku, node, tp, pp, precision=precision)
 
 
 __all__ = ["FALLBACKS", "ProfiledModel", "ProfiledParams"]
