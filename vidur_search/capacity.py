@@ -82,9 +82,11 @@ class CapacityResult:
 
 
 def rate_metrics(rec: SimulationRecords) -> dict[str, float]:
-    """The latency quantiles and throughput the SLO check and the trials table need."""
+    """The latency quantiles and throughput the SLO check and the trials table need (the
+    warm-up requests left out, as in the summary)."""
     done = ~np.isnan(rec.completed_at) & (rec.reject_reason == "")
     out: dict[str, float] = {"completed": float(done.sum()), "rejected": float((~done).sum())}
+    done[: int(rec.warmup_requests)] = False
     ttft = (rec.first_token_at - rec.arrival)[done]
     e2e = (rec.completed_at - rec.arrival)[done]
     delay = (rec.scheduled_at - rec.arrival)[done]

@@ -56,8 +56,11 @@ def _token_gaps(rec: SimulationRecords) -> tuple[np.ndarray, np.ndarray]:
 
 
 def tbt_values(rec: SimulationRecords) -> np.ndarray:
-    """All time-between-token gaps (seconds), grouped by request, in time order within one."""
-    return _token_gaps(rec)[1]
+    """All time-between-token gaps (seconds) of the requests after the warm-up ones, grouped
+    by request, in time order within one."""
+    gap_req, gaps = _token_gaps(rec)
+    warm = int(rec.warmup_requests)
+    return gaps[gap_req >= warm] if warm else gaps
 
 
 def token_frame(rec: SimulationRecords) -> pd.DataFrame:
