@@ -548,18 +548,26 @@ class _Arrivals:
     and each arrival pushes the next (``next`` is the next to arrive). Closed loop: the
     first ``concurrency`` requests at 0, then a user's next request ``think_time_s`` after
     one of theirs finishes; ``upcoming`` holds the arrival times pushed but not yet popped,
-    in time order (the fast-forward horizon)."""
+    in time order (the fast-forward horizon). Capped (``closed`` is set too: completions
+    send requests): the open loop's scheduled times, each request pushed when the one
+    before it arrives and a slot is free, else at the completion that frees one."""
 
     def __init__(self, cfg: SimulationConfig, arrivals: np.ndarray, n: int,
                  heap: list, seq: count) -> None:
         a = cfg.workload.arrival
         self.arrivals, self.n, self.heap, self.seq = arrivals, n, heap, seq
-        self.closed = a.kind == "closed"
-        self.think = a.think_time_s
+        self.capped = a.kind == "capped"
+        self.closed = a.kind == "closed" or self.capped
+        self.think = 0.0 if self.capped else a.think_time_s
         self.upcoming: deque[float] = deque()
         self.next = 0
         self.next_issue = 0  # closed: the request the next finishing user sends
-        if self.closed:
+        if self.capped:
+            self.cap, self.catch_up = a.concurrency, a.catch_up
+            self.active = 0  # sent (pushed) and not finished or rejected
+            self.shift = 0.0  # no catch-up: how far waiting has pushed the schedule back
+            self._send(0.0)
+        elif self.closed:
             self.next_issue = min(a.concurrency, n)
             for rid in range(self.next_issue):
                 arrivals[rid] = 0.0
@@ -572,6 +580,8 @@ class _Arrivals:
         """Request ``rid``'s ARRIVAL was popped."""
         if self.closed:
             self.upcoming.popleft()
+            if self.capped:
+                self._send(self.arrivals[rid])
             return
         self.next = rid + 1
         if self.next < self.n:
@@ -582,6 +592,11 @@ class _Arrivals:
         """Closed loop: each finished request's user sends its next one (open: nothing)."""
         if not self.closed:
             return
+        if self.capped:
+            self.active -= count_done
+            if not self.upcoming:  # else the next request is already on its way
+                self._send(t)
+            return
         at = t + self.think
         for _ in range(count_done):
             if self.next_issue >= self.n:
@@ -590,6 +605,22 @@ class _Arrivals:
             self.upcoming.append(at)
             heapq.heappush(self.heap, (at, ARRIVAL, next(self.seq), self.next_issue))
             self.next_issue += 1
+
+    def _send(self, t: float) -> None:
+        """Capped: push the next request, at its scheduled time or at ``t`` (now) when
+        overdue, if a slot is free; else the completion that frees one sends it."""
+        i = self.next_issue
+        if i >= self.n or self.active >= self.cap:
+            return
+        ready = self.arrivals[i] + self.shift
+        at = ready if ready > t else t
+        if not self.catch_up:
+            self.shift += at - ready
+        self.arrivals[i] = at
+        self.active += 1
+        self.next_issue = i + 1
+        self.upcoming.append(at)
+        heapq.heappush(self.heap, (at, ARRIVAL, next(self.seq), i))
 
 
 class _BatchLog:

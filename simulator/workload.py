@@ -33,7 +33,7 @@ __all__ = [
     "resolve_trace_columns",
 ]
 
-ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace", "closed")
+ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace", "closed", "capped")
 LENGTH_KINDS = ("fixed", "uniform", "zipf", "trace")
 TRACE_FORMATS = ("auto", "vidur", "columns")
 
@@ -178,17 +178,24 @@ class ArrivalConfig:
       ``--max-concurrency``, aiperf and genai-perf measure): the first ``concurrency``
       requests arrive at t=0, and each completion (or rejection) makes its user send the
       next request ``think_time_s`` later. Arrival times are set by the engine.
+    - ``capped``: requests scheduled as ``poisson`` (``cv`` 1) or ``gamma`` at ``rate``, at
+      most ``concurrency`` in flight (vLLM's benchmark_serving with both ``--request-rate``
+      and ``--max-concurrency``): a request whose time comes while every slot is busy is
+      sent at the next completion (first come, first served), so overdue requests catch
+      up. ``catch_up=False``: the wait delays the rest of the schedule instead (aiperf's
+      sleep-then-gate). The engine sets the actual send times from the scheduled ones.
 
-    For poisson and gamma the first request arrives after the first inter-arrival gap (not
-    at 0), as in Vidur.
+    For poisson, gamma and capped the first request arrives after the first inter-arrival
+    gap (not at 0), as in Vidur.
     """
 
     kind: str = "poisson"
-    rate: float = 1.0  # requests/s (poisson, gamma)
-    cv: float = 1.0  # gamma: coefficient of variation of inter-arrival times
+    rate: float = 1.0  # requests/s (poisson, gamma, capped)
+    cv: float = 1.0  # gamma, capped: coefficient of variation of inter-arrival times
     time_scale: float = 1.0  # trace: timestamps multiplied by this (0.5 = twice as fast)
-    concurrency: int = 1  # closed: users, each with one request in flight
+    concurrency: int = 1  # closed: users, each with one request in flight; capped: the cap
     think_time_s: float = 0.0  # closed: a user's pause between a response and its next request
+    catch_up: bool = True  # capped: overdue requests go as slots free (False: schedule pauses)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -201,6 +208,8 @@ class ArrivalConfig:
         positive("workload.arrival.time_scale", self.time_scale)
         _int_at_least("workload.arrival.concurrency", self.concurrency, 1)
         positive("workload.arrival.think_time_s", self.think_time_s, allow_zero=True)
+        if not isinstance(self.catch_up, bool):
+            raise ConfigError("workload.arrival.catch_up", self.catch_up, "true or false")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ArrivalConfig:
@@ -536,9 +545,10 @@ def _zipf(rng: np.random.Generator, lo: int, hi: int, theta: float, n: int) -> n
 
 
 def _arrivals(cfg: ArrivalConfig, n: int, rng: np.random.Generator) -> np.ndarray:
-    if cfg.kind == "poisson":
+    """Arrival (capped: scheduled) times; capped with cv 1 draws exactly as poisson."""
+    if cfg.kind == "poisson" or (cfg.kind == "capped" and cfg.cv == 1.0):
         return np.cumsum(rng.exponential(1.0 / cfg.rate, size=n))
-    if cfg.kind == "gamma":
+    if cfg.kind in ("gamma", "capped"):
         shape = 1.0 / cfg.cv**2
         return np.cumsum(rng.gamma(shape, 1.0 / (cfg.rate * shape), size=n))
     return np.zeros(n)  # static; closed (the engine sets them); trace: by the caller

@@ -17,10 +17,13 @@ import pytest
 
 from profiler.import_llmservingsim import import_llmservingsim
 from profiler.import_llmservingsim import main as import_main
+from simulator import SimulationConfig
+from simulator.engine import Simulation
 from simulator.errors import ConfigError
 from simulator.profiles import ProfileStore
+from simulator.workload import RequestTable
 from vidur_search.bench_formats import read_bench
-from vidur_search.validate import RunMetrics, compare, workload_for
+from vidur_search.validate import RunMetrics, compare, simulation_for, workload_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +102,48 @@ def test_aiperf_records(tmp_path: Path) -> None:
     np.testing.assert_allclose(b.tpot, [0.025, 0.0325])
 
 
+def _aiperf_lines(n: int = 6) -> str:
+    recs = [{"metadata": {"request_start_ns": 1_000_000_000 + i * 50_000_000,
+                          "benchmark_phase": "profiling"},
+             "metrics": {"input_sequence_length": {"value": 100 + i, "unit": "tokens"},
+                         "output_sequence_length": {"value": 8, "unit": "tokens"},
+                         "time_to_first_token": {"value": 20.0, "unit": "ms"},
+                         "request_latency": {"value": 90.0, "unit": "ms"}},
+             "error": None} for i in range(n)]
+    return "\n".join(json.dumps(r) for r in recs)
+
+
+def test_aiperf_load_from_the_summary_next_to_the_records(tmp_path: Path) -> None:
+    path = tmp_path / "profile_export.jsonl"
+    path.write_text(_aiperf_lines())
+    b = read_bench(path)  # no summary: the load is unknown, and the note says so
+    assert b.max_concurrency == 0 and math.isnan(b.request_rate)
+    assert any("concurrency and request rate are unknown" in x for x in b.notes)
+    summary = tmp_path / "profile_export_aiperf.json"
+    summary.write_text(json.dumps({"request_latency": {"unit": "ms", "avg": 90.0},
+                                   "input_config": {"loadgen": {"concurrency": 4}}}))
+    b = read_bench(path)
+    assert b.max_concurrency == 4 and math.isnan(b.request_rate)
+    wl, table, load = workload_for(b)
+    assert wl["arrival"] == {"kind": "closed", "concurrency": 4}
+    assert load.startswith("closed loop of 4 users") and "not replayed" in load
+    np.testing.assert_array_equal(table.num_prefill, b.input_tokens)  # lengths in send order
+    # the flags of the command line when input_config.loadgen has neither
+    summary.write_text(json.dumps({"input_config": {
+        "cli_command": "aiperf profile -m x --request-rate 2.5 --concurrency 3 "
+                       "--request-rate-mode constant"}}))
+    b = read_bench(path)
+    assert (b.max_concurrency, b.request_rate) == (3, 2.5)
+    summary.write_text(json.dumps({"input_config": {"loadgen": {
+        "request_rate": 4.0, "arrival_pattern": "constant"}}}))
+    b = read_bench(path)
+    assert b.max_concurrency == 0 and b.request_rate == 4.0 and math.isinf(b.burstiness)
+    assert workload_for(b)[2].startswith("replayed")  # open loop: the send times
+    summary.write_text(json.dumps({"input_config": {"loadgen": {"concurrency": 0}}}))
+    with pytest.raises(ConfigError, match=r"loadgen\.concurrency"):
+        read_bench(path)
+
+
 def test_per_request_tables(tmp_path: Path) -> None:
     csv = tmp_path / "runs.csv"
     csv.write_text("Arrival_Time,prompt_tokens,completion_tokens,TTFT_ms,e2e_latency_ms\n"
@@ -144,6 +189,124 @@ def test_malformed_files_name_what_is_missing(tmp_path: Path, name: str, content
     assert needle in str(err.value) and name in str(err.value)
 
 
+# --------------------------------------------------------------------------- load models
+
+
+def test_a_concurrency_cap_is_a_closed_loop_even_with_send_times(tmp_path: Path) -> None:
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(_vllm_doc(max_concurrency=2)))  # start_times, rate "inf"
+    b = read_bench(path)
+    assert b.has_arrivals
+    wl, table, load = workload_for(b)
+    assert wl["arrival"] == {"kind": "closed", "concurrency": 2}
+    assert "closed loop of 2 users" in load and "max_concurrency" in load
+    np.testing.assert_array_equal(table.num_decode, b.output_tokens)
+    # without a cap the send times are replayed; load=replay forces them
+    path.write_text(json.dumps(_vllm_doc()))
+    wl, table, load = workload_for(read_bench(path))
+    assert wl["arrival"] == {"kind": "static"} and load.startswith("replayed")
+    np.testing.assert_allclose(table.arrival, [0.0, 1.5])
+    wl, table, load = workload_for(b, load="replay")
+    assert wl["arrival"] == {"kind": "static"} and "load=replay" in load
+    np.testing.assert_allclose(table.arrival, b.arrival)
+    # concurrency=N says what the file does not
+    wl, _, load = workload_for(read_bench(path), concurrency=3)
+    assert wl["arrival"]["concurrency"] == 3 and "concurrency=3" in load
+
+
+def test_bad_load_settings_name_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(_vllm_doc()))
+    b = read_bench(path)
+    with pytest.raises(ConfigError, match=r"load='open'.*auto, closed, replay"):
+        workload_for(b, load="open")
+    for bad in (-1, "4", True):
+        with pytest.raises(ConfigError, match="concurrency"):
+            workload_for(b, concurrency=bad)
+    with pytest.raises(ConfigError, match=r"concurrency=0.*load=closed needs"):
+        workload_for(b, load="closed")
+    doc = _vllm_doc()
+    doc.pop("start_times")
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"load='replay'.*no per-request send times"):
+        workload_for(read_bench(path), load="replay")
+
+
+def test_rate_and_cap_wait_for_a_slot(tmp_path: Path) -> None:
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(_vllm_doc(request_rate=4.0, max_concurrency=1)))
+    b = read_bench(path)
+    cfg, table, load = simulation_for(b, model="llama-3-8b", sku="h100-sxm", seed=2)
+    a = cfg.workload.arrival
+    assert (a.kind, a.rate, a.concurrency, a.catch_up) == ("capped", 4.0, 1, True)
+    assert "at most 1 in flight" in load and "Poisson arrivals at 4 req/s" in load
+    rec = Simulation(cfg, table).run()
+    # one slot: each request is sent at its scheduled time or when the previous completes
+    assert rec.arrival[0] == 0.0
+    assert rec.arrival[1] == pytest.approx(max(table.arrival[1], rec.completed_at[0]))
+
+
+def _capped(n: int, concurrency: int, catch_up: bool = True, kind: str = "capped",
+            replicas: int = 1, ff: bool = True) -> tuple[SimulationConfig, RequestTable]:
+    cfg = SimulationConfig.from_dict({
+        "model": "llama-3-8b", "sku": "h100-sxm", "seed": 5, "engine": {"fast_forward": ff},
+        "parallel": {"replicas": replicas},
+        "scheduler": {"name": "vllm_v1", "max_batch_size": 64},
+        "workload": {"num_requests": n,
+                     "arrival": {"kind": kind, "rate": 40.0, "concurrency": concurrency,
+                                 "catch_up": catch_up},
+                     "lengths": {"kind": "uniform", "min_prefill": 64, "max_prefill": 1024,
+                                 "min_decode": 16, "max_decode": 256}}})
+    rng = np.random.default_rng(7)
+    sched = np.cumsum(rng.exponential(1 / 40.0, n))
+    table = RequestTable(sched, rng.integers(64, 1024, n), rng.integers(16, 256, n))
+    return cfg, table
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_capped_arrivals_hold_the_cap_and_keep_order(replicas: int) -> None:
+    cfg, table = _capped(150, 6, replicas=replicas)
+    rec = Simulation(cfg, table).run()
+    assert np.isfinite(rec.completed_at).all()
+    assert np.all(np.diff(rec.arrival) >= 0) and np.all(rec.arrival >= table.arrival - 1e-12)
+    for t in np.unique(rec.arrival):  # just after each send, at most 6 in flight
+        assert int(((rec.arrival <= t) & ~(rec.completed_at <= t)).sum()) <= 6
+    late = rec.arrival > table.arrival + 1e-12  # a late send happens at a completion
+    assert late.any()
+    assert np.isin(rec.arrival[late], rec.completed_at).all()
+    # overdue requests catch up: some go closer together than scheduled
+    assert (np.diff(rec.arrival) < np.diff(table.arrival) - 1e-9).any()
+    # no catch-up (aiperf): a wait shifts the rest of the schedule, keeping its gaps
+    cfg2, _ = _capped(150, 6, catch_up=False, replicas=replicas)
+    rec2 = Simulation(cfg2, table).run()
+    assert np.all(np.diff(rec2.arrival) >= np.diff(table.arrival) - 1e-9)
+    late = np.diff(rec2.arrival) > np.diff(table.arrival) + 1e-9
+    assert late.any() and np.isin(rec2.arrival[1:][late], rec2.completed_at).all()
+
+
+def test_capped_without_a_binding_cap_is_the_open_loop_bit_for_bit() -> None:
+    cfg, table = _capped(120, 1000)
+    open_cfg, _ = _capped(120, 1000, kind="poisson")
+    a, b = Simulation(cfg, table).run(), Simulation(open_cfg, table).run()
+    for name in ("arrival", "first_token_at", "completed_at", "token_time", "batch_end"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+@pytest.mark.parametrize("catch_up", [True, False])
+def test_fast_forward_changes_nothing_with_capped_arrivals(catch_up: bool) -> None:
+    (fast, table), (slow, _) = (_capped(150, 6, catch_up, replicas=2, ff=ff)
+                                for ff in (True, False))
+    a, b = Simulation(fast, table).run(), Simulation(slow, table).run()
+    for name in ("arrival", "first_token_at", "completed_at", "token_time"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_capped_settings_are_validated() -> None:
+    with pytest.raises(ConfigError, match=r"workload\.arrival\.catch_up"):
+        SimulationConfig.from_dict({"model": "llama-3-8b", "sku": "h100-sxm", "workload": {
+            "arrival": {"kind": "capped", "catch_up": "yes"}}})
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -177,6 +340,12 @@ def test_validate_cli_end_to_end(tmp_path: Path) -> None:
     assert p.returncode == 2 and "TTFT" in p.stderr and "bad.csv" in p.stderr
     p = _cli("bench=bench.csv", "sku=h100-sxm", cwd=tmp_path)
     assert p.returncode == 2 and "model" in p.stderr
+    p = _cli("bench=bench.csv", "model=llama-3-8b", "sku=h100-sxm", "load=open", cwd=tmp_path)
+    assert p.returncode == 2 and "load='open'" in p.stderr and "auto, closed, replay" in p.stderr
+    p = _cli("bench=bench.csv", "model=llama-3-8b", "sku=h100-sxm", "load=closed",
+             "concurrency=4", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "closed loop of 4 users" in p.stdout and "load=closed" in p.stdout
 
 
 def test_compare_errors_are_signed_against_the_measurement() -> None:

@@ -12,7 +12,12 @@ was offered (request rate, max concurrency). Formats, recognised from the conten
 - **aiperf** ``profile_export.jsonl`` (one record per line, or a JSON list of records):
   ``metadata.request_start_ns`` and ``metrics.{input_sequence_length,
   output_sequence_length | output_token_count, time_to_first_token, request_latency}``
-  as ``{"value", "unit"}``. Records with an ``error`` are left out.
+  as ``{"value", "unit"}``. Records with an ``error`` are left out. The load comes from
+  the summary aiperf writes next to them (``<stem>_aiperf.json`` or
+  ``profile_export_aiperf.json``): ``input_config.loadgen.concurrency``,
+  ``request_rate`` and the arrival pattern (``arrival_pattern`` / ``request_rate_mode``:
+  constant, poisson, gamma with ``arrival_smoothness``), else the ``--concurrency`` /
+  ``--request-rate`` flags of its ``cli_command``; without a summary it is unknown.
 - **per-request table** (CSV, JSONL, or a JSON list of objects): one row per request
   with columns, matched ignoring case, for prompt tokens, output tokens, TTFT and
   end-to-end latency (or the absolute times of the first and last token) and, optional,
@@ -42,7 +47,7 @@ import pandas as pd
 from simulator.errors import ConfigError
 from simulator.workload import RequestTable
 
-__all__ = ["BenchRun", "read_bench"]
+__all__ = ["BenchRun", "aiperf_load", "read_bench"]
 
 FORMATS = ("vllm_bench", "aiperf", "per_request")
 
@@ -71,7 +76,9 @@ class BenchRun:
     ``arrival`` starts at 0 (NaN everywhere when the file does not say when requests
     were sent); ``ttft`` and ``e2e`` are measured from each request's arrival.
     ``request_rate`` is requests/s (``inf``: all at once or closed loop; NaN: unknown);
-    ``max_concurrency`` is 0 when the load was not capped by concurrency.
+    ``max_concurrency`` is 0 when the load was not capped by concurrency (or it is not
+    known); ``burstiness`` is the Gamma shape of the scheduled gaps (1: Poisson, ``inf``:
+    constant gaps).
     """
 
     path: str
@@ -83,7 +90,7 @@ class BenchRun:
     e2e: np.ndarray
     request_rate: float = math.nan
     max_concurrency: int = 0
-    burstiness: float = 1.0  # vLLM: shape of the Gamma inter-arrival times (1 = Poisson)
+    burstiness: float = 1.0  # shape of the Gamma inter-arrival times (1 = Poisson, inf = constant)
     duration: float = math.nan  # s, as the benchmark reports it (NaN: not reported)
     failed: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -95,6 +102,17 @@ class BenchRun:
     def has_arrivals(self) -> bool:
         """Whether per-request send times are known (else the load must be rebuilt)."""
         return bool(len(self)) and bool(np.isfinite(self.arrival).all())
+
+    @property
+    def peak_in_flight(self) -> int:
+        """Most requests in flight at once by the file's send and end times (0 when send
+        times are unknown): a closed loop of N users stays at N."""
+        if not self.has_arrivals:
+            return 0
+        t = np.concatenate([self.arrival, self.arrival + self.e2e])
+        step = np.concatenate([np.ones(len(self)), -np.ones(len(self))])
+        order = np.lexsort((step, t))  # at a tie, the end frees its slot first
+        return int(np.cumsum(step[order]).max())
 
     @property
     def tpot(self) -> np.ndarray:
@@ -286,8 +304,68 @@ def read_aiperf(path: Path, records: Sequence[Mapping[str, Any]]) -> BenchRun:
         cols["ttft"].append(_metric(path, rec, ("time_to_first_token",), i, "time"))
         cols["e2e"].append(_metric(path, rec, ("request_latency",), i, "time"))
     a = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
+    conc, rate, shape, notes = aiperf_load(path)
     return _build(path, "aiperf", a["arr"], a["in"], a["out"], a["ttft"], a["e2e"],
-                  failed=failed)
+                  rate=rate, concurrency=conc, burstiness=shape, failed=failed, notes=notes)
+
+
+_CLI_FLAG = {"concurrency": re.compile(r"--concurrency[\s=]+[\"']?(\d+)"),
+             "request_rate": re.compile(r"--request-rate[\s=]+[\"']?([0-9.eE+-]+)")}
+
+
+def aiperf_load(records_path: Path) -> tuple[int, float, float, list[str]]:
+    """(concurrency, request rate, Gamma shape, notes) of an aiperf run, from the summary
+    aiperf writes next to its records (see the module doc); (0, NaN, 1, a note) without
+    one. A summary that cannot be read is reported in the notes, not used."""
+    names = dict.fromkeys((f"{records_path.stem}_aiperf.json", "profile_export_aiperf.json"))
+    summary = next((records_path.with_name(n) for n in names
+                    if records_path.with_name(n).is_file()), None)
+    unknown = (0, math.nan, 1.0)
+    if summary is None:
+        return (*unknown, ["aiperf: no profile_export_aiperf.json next to the records, so "
+                           "the concurrency and request rate are unknown"])
+    try:
+        doc = json.loads(summary.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return (*unknown, [f"aiperf: {summary.name} cannot be read ({err}); the "
+                           "concurrency and request rate are unknown"])
+    config = doc.get("input_config") if isinstance(doc, Mapping) else None
+    config = config if isinstance(config, Mapping) else {}
+    loadgen = config.get("loadgen") if isinstance(config.get("loadgen"), Mapping) else {}
+    if loadgen.get("fixed_schedule"):
+        return (*unknown, [f"aiperf: {summary.name}: a fixed schedule (trace timestamps)"])
+    values = {k: loadgen.get(k) for k in ("concurrency", "request_rate")}
+    source = f"{summary.name} input_config.loadgen"
+    if all(v is None for v in values.values()):
+        command = str(config.get("cli_command") or "")
+        for key, flag in _CLI_FLAG.items():
+            m = flag.search(command)
+            values[key] = m.group(1) if m else None
+        source = f"{summary.name} cli_command"
+    conc, rate = values["concurrency"], values["request_rate"]
+    try:
+        conc_n = 0 if conc is None else int(float(conc))
+        rate_f = math.nan if rate is None else float(rate)
+    except (TypeError, ValueError) as err:
+        raise _fail(summary, "input_config.loadgen", values,
+                    "concurrency must be a whole number and request_rate a number") from err
+    if conc is not None and (conc_n < 1 or conc_n != float(conc)):
+        raise _fail(summary, "input_config.loadgen.concurrency", conc,
+                    "must be a whole number >= 1")
+    if rate is not None and not rate_f > 0:
+        raise _fail(summary, "input_config.loadgen.request_rate", rate, "must be > 0")
+    pattern = str(loadgen.get("arrival_pattern") or loadgen.get("request_rate_mode") or "")
+    shape = 1.0
+    if pattern.lower().endswith("constant"):
+        shape = math.inf
+    elif pattern.lower().endswith("gamma"):
+        smooth = _rate(loadgen.get("arrival_smoothness"))
+        shape = smooth if math.isfinite(smooth) and smooth > 0 else 1.0
+    if conc is None and rate is None:
+        return (*unknown, [f"aiperf: {summary.name} records neither concurrency nor "
+                           "request rate"])
+    found = ", ".join(f"{k} {v}" for k, v in values.items() if v is not None)
+    return conc_n, rate_f, shape, [f"aiperf load from {source}: {found}"]
 
 
 # --------------------------------------------------------------------------- tables

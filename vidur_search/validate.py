@@ -5,10 +5,14 @@
 
 ``bench`` is a vLLM benchmark_serving result JSON, an aiperf ``profile_export.jsonl`` or a
 per-request CSV/JSONL (``vidur_search.bench_formats``). The simulation serves the same
-requests (prompt and output tokens from the file) with the same load: the file's
-per-request send times when it has them, else a closed loop of ``max_concurrency`` users,
-else the ``request_rate`` (Poisson, or Gamma with vLLM's ``burstiness``), else everything
-at once. Model, GPU SKU, TP/PP, replicas and the engine preset (``scheduler=<preset>`` and
+requests (prompt and output tokens from the file, in send order) with the same kind of
+load (``workload_for``; the ``load`` line says which and why): a concurrency cap without
+a finite request rate (vLLM ``--max-concurrency``, aiperf ``--concurrency``) is a closed
+loop of that many users; a rate with a cap is scheduled arrivals that wait for one of
+the slots; otherwise the file's per-request send times are replayed (open loop), else
+the ``request_rate`` (Poisson, or Gamma with vLLM's ``burstiness``), else everything at
+once. ``load=closed|replay`` and ``concurrency=N`` override the file or say what it does
+not. Model, GPU SKU, TP/PP, replicas and the engine preset (``scheduler=<preset>`` and
 its knobs) come from the command line; ``execution.kind`` picks the batch-runtime model
 (``calibrated`` by default). Prints measured and simulated TTFT, TPOT and E2E (mean, P50,
 P90), output throughput and the % error; ``output.json=FILE`` also writes them as JSON.
@@ -121,28 +125,109 @@ def format_comparison(table: pd.DataFrame, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def workload_for(bench: BenchRun, seed: int = 0) -> tuple[dict[str, Any], RequestTable, str]:
-    """The workload mirroring how the benchmark offered its load: (workload config mapping,
-    request table, a sentence saying which load it is)."""
-    n = len(bench)
-    static = {"num_requests": n, "arrival": {"kind": "static"}}
-    if bench.has_arrivals:
-        return static, bench.requests(), "replayed: the file's per-request send times"
-    if bench.max_concurrency > 0:
-        wl = {"num_requests": n,
-              "arrival": {"kind": "closed", "concurrency": int(bench.max_concurrency)}}
-        return wl, bench.requests(), (f"closed loop of {bench.max_concurrency} users "
-                                      "(max_concurrency; no send times in the file)")
-    rate = bench.request_rate
-    if math.isfinite(rate) and rate > 0:
-        shape = bench.burstiness if math.isfinite(bench.burstiness) and bench.burstiness > 0 \
-            else 1.0
+LOADS = ("auto", "closed", "replay")
+
+
+def _schedule(rate: float, shape: float, n: int, seed: int) -> np.ndarray:
+    """Send times of an open-loop benchmark at ``rate`` (first at 0): Gamma gaps of shape
+    ``shape`` (1: Poisson; inf: constant gaps), as vLLM's burstiness and aiperf's arrival
+    pattern draw them."""
+    if math.isinf(shape):
+        gaps = np.full(n, 1.0 / rate)
+    else:
         gaps = np.random.default_rng(seed).gamma(shape, 1.0 / (rate * shape), size=n)
-        arrival = np.concatenate([[0.0], np.cumsum(gaps[:-1])])
-        table = RequestTable(arrival, bench.input_tokens, bench.output_tokens)
-        kind = "Poisson" if shape == 1.0 else f"Gamma (burstiness {shape:g})"
-        return static, table, (f"{kind} arrivals at {rate:g} req/s, seed {seed} (no send "
-                               "times in the file)")
+    return np.concatenate([[0.0], np.cumsum(gaps[:-1])])
+
+
+def _pattern(rate: float, shape: float, seed: int) -> str:
+    kind = ("Poisson" if shape == 1.0 else "constant-gap" if math.isinf(shape)
+            else f"Gamma (burstiness {shape:g})")
+    return f"{kind} arrivals at {rate:g} req/s" + ("" if math.isinf(shape) else f" (seed {seed})")
+
+
+def _check_load(load: Any, concurrency: Any) -> int:
+    """Validate the ``load`` and ``concurrency`` settings; the concurrency as an int."""
+    if load not in LOADS:
+        raise ConfigError("load", load, "allowed values are " + ", ".join(LOADS)
+                          + " (auto: from the file; closed: a closed loop of concurrency "
+                          "users; replay: the file's send times)")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int | np.integer) \
+            or concurrency < 0:
+        raise ConfigError("concurrency", concurrency, "a whole number >= 0 (0: the file's "
+                          "max_concurrency / aiperf concurrency)")
+    return int(concurrency)
+
+
+def workload_for(bench: BenchRun, seed: int = 0, load: str = "auto", concurrency: int = 0
+                 ) -> tuple[dict[str, Any], RequestTable, str]:
+    """The workload mirroring how the benchmark offered its load: (workload config mapping,
+    request table, a sentence saying which load model it is and why).
+
+    ``load=auto``: a concurrency cap (the file's, or ``concurrency``) without a finite
+    request rate is a closed loop of that many users, even when the file has send times
+    (under a cap they are set by completions: replaying them would hide the simulator's
+    own throughput); a finite rate with a cap is the ``capped`` arrival kind (scheduled
+    arrivals waiting for one of N slots); otherwise the file's send times are replayed,
+    else arrivals rebuilt from the rate, else all at t=0. ``load=closed`` / ``replay``
+    force those models. Request i of the simulation has the file's i-th lengths (in send
+    order), so latencies compare request by request.
+    """
+    users = _check_load(load, concurrency) or bench.max_concurrency
+    n = len(bench)
+    rate = bench.request_rate
+    finite_rate = math.isfinite(rate) and rate > 0
+    shape = bench.burstiness if bench.burstiness > 0 else 1.0  # NaN, 0: Poisson
+    static = {"num_requests": n, "arrival": {"kind": "static"}}
+    src = (f"concurrency={concurrency}" if concurrency else "the file's "
+           + ("max_concurrency" if bench.format == "vllm_bench" else "concurrency"))
+    if load == "replay":
+        if not bench.has_arrivals:
+            raise ConfigError("load", load, f"{bench.path} has no per-request send times; "
+                              "use load=auto or load=closed (with concurrency=N)")
+        return static, bench.requests(), "replayed (load=replay): the file's per-request " \
+            "send times, open loop"
+    if users > 0 and (load == "closed" or not finite_rate):
+        why = "load=closed" if load == "closed" else f"{src} {users}, no finite request rate"
+        if load == "closed" and finite_rate:
+            why += f"; the file's request rate {rate:g} req/s is ignored"
+        if bench.has_arrivals:
+            why += "; the file's send times are not replayed"
+            if bench.peak_in_flight > users:
+                why += (f"; but up to {bench.peak_in_flight} requests were in flight in the "
+                        "file: check the concurrency")
+        wl = {"num_requests": n, "arrival": {"kind": "closed", "concurrency": int(users)}}
+        return wl, bench.requests(), (f"closed loop of {users} users, each sending its next "
+                                      f"request when one completes ({why})")
+    if load == "closed":
+        raise ConfigError("concurrency", concurrency, "load=closed needs the number of users: "
+                          f"concurrency=N ({bench.path} records no concurrency)")
+    if users > 0:  # a finite rate and a cap
+        catch_up = bench.format != "aiperf"
+        table = RequestTable(_schedule(rate, shape, n, seed), bench.input_tokens,
+                             bench.output_tokens)
+        wl = {"num_requests": n, "arrival": {"kind": "capped", "rate": float(rate),
+                                             "concurrency": int(users),
+                                             "catch_up": catch_up}}
+        wait = ("overdue requests go as slots free, as vLLM" if catch_up else
+                "waiting delays the rest of the schedule, as aiperf")
+        return wl, table, (f"{_pattern(rate, shape, seed)}, at most {users} in flight "
+                           f"(request rate and {src}: a request waits for a free slot; "
+                           f"{wait})")
+    if bench.has_arrivals:
+        why = ""  # a per-request table says nothing about the load
+        if bench.format == "vllm_bench":
+            why = " (open loop: no max_concurrency in the file)"
+        elif bench.format == "aiperf" and finite_rate:
+            why = f" (open loop at {rate:g} req/s: no concurrency cap recorded)"
+        elif bench.format == "aiperf":
+            peak = bench.peak_in_flight
+            why = (f" (no concurrency or rate recorded; at most {peak} requests were in "
+                   f"flight: if the run was a closed loop, say load=closed concurrency={peak})")
+        return static, bench.requests(), "replayed: the file's per-request send times" + why
+    if finite_rate:
+        table = RequestTable(_schedule(rate, shape, n, seed), bench.input_tokens,
+                             bench.output_tokens)
+        return static, table, f"{_pattern(rate, shape, seed)} (no send times in the file)"
     return static, bench.requests(), "all requests at t=0 (no rate, concurrency or send times)"
 
 
@@ -152,10 +237,12 @@ def simulation_for(bench: BenchRun, *, model: str, sku: str, tp: int = 1, pp: in
                    node: str = "", catalogue: str = "", seed: int = 0,
                    engine: dict[str, Any] | None = None,
                    precision: dict[str, Any] | None = None,
+                   load: str = "auto", concurrency: int = 0,
                    ) -> tuple[SimulationConfig, RequestTable, str]:
     """The SimulationConfig and request table that mirror ``bench`` on the given
-    deployment, and a sentence describing the offered load."""
-    wl, table, load = workload_for(bench, seed)
+    deployment, and a sentence describing the offered load (``load`` and
+    ``concurrency`` as in ``workload_for``)."""
+    wl, table, load = workload_for(bench, seed, load, concurrency)
     cfg: dict[str, Any] = {
         "model": model, "sku": sku, "node": node, "catalogue": catalogue,
         "parallel": {"tensor_parallel": tp, "pipeline_parallel": pp, "replicas": replicas,
@@ -174,6 +261,7 @@ def run_validation(bench_path: str | Path, **deployment: Any
                    ) -> tuple[pd.DataFrame, BenchRun, SimulationResult, str]:
     """Read ``bench_path``, simulate it on ``deployment`` (``simulation_for``'s keywords);
     returns (comparison table, the benchmark, the simulation result, load description)."""
+    _check_load(deployment.get("load", "auto"), deployment.get("concurrency", 0))
     bench = read_bench(bench_path)
     cfg, table, load = simulation_for(bench, **deployment)
     result = simulate(cfg, requests=table)
@@ -198,7 +286,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         replicas=plain["replicas"], ep=plain["ep"], scheduler=plain["scheduler"],
         execution=plain["execution"], router=plain["router"], node=plain["node"],
         catalogue=plain["catalogue"], seed=plain["seed"], engine=plain["engine"],
-        precision=plain.get("precision"))
+        precision=plain.get("precision"), load=plain.get("load", "auto"),
+        concurrency=plain.get("concurrency", 0))
     s = result.summary["counts"]
     print(f"bench      {bench.path} ({bench.format}, {len(bench)} requests"
           + (f", {bench.failed} failed left out" if bench.failed else "") + ")")
