@@ -29,12 +29,55 @@ EXECUTION_KINDS = ("roofline", "calibrated", "profiled")
 CHUNKED_PREFILL = ("auto", "on", "off")
 # vLLM <= 0.6 switches chunked prefill on by default when max_model_len exceeds 32K.
 VLLM_V0_LONG_CONTEXT = 32 * 1024
+# Engine releases whose `vllm serve` defaults fill the knobs a config leaves at 0
+# (SchedulerConfig.engine_defaults, vllm_serve_defaults); "" = none, every knob explicit.
+ENGINE_DEFAULTS = ("", "vllm_0_6", "vllm_0_8", "vllm_0_19")
+_ENGINE_DEFAULT_KNOBS = ("max_batch_size", "chunk_size", "max_tokens_per_batch")
+_ENGINE_DEFAULTS_ALLOWED = ("allowed values are vllm_0_6, vllm_0_8, vllm_0_19, or '' (none: "
+                            "max_batch_size, chunk_size and max_tokens_per_batch explicit)")
+# vLLM v1's larger batch defaults need this much device memory (GiB; EngineArgs, 0.8.5 on).
+VLLM_LARGE_GPU_GIB = 70
 _ROOFLINE_FIELDS = tuple(f.name for f in dataclasses.fields(RooflineParams))
 
 
 def _positive_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(name, value, "must be an integer >= 1")
+
+
+def vllm_serve_defaults(release: str, sku: SkuSpec | None, max_context: int,
+                        chunked_prefill: bool) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) that ``vllm serve`` of ``release`` picks when
+    neither flag is given, on GPU ``sku`` for a model of ``max_context`` tokens.
+
+    Read from each release's source (the OpenAI-server usage context):
+
+    - ``vllm_0_6``: vLLM 0.6.0-0.6.4, ``SchedulerConfig.__init__`` (vllm/config.py): 512
+      with chunked prefill, else max(max_model_len, 2048); max_num_seqs 256 (EngineArgs).
+      (0.6.5 and 0.6.6 give 2048 with chunked prefill.)
+    - ``vllm_0_8``: vLLM 0.8.0-0.8.3, ``EngineArgs._set_default_args_v1``
+      (vllm/engine/arg_utils.py): 8192 when the device name contains "h100" or "h200", else
+      2048; max_num_seqs 1024 on every GPU. (0.8.4, PR #16158: max_num_seqs 256 off
+      H100/H200; 0.8.5: the >= 70 GiB rule below without its A100 exception.)
+    - ``vllm_0_19``: vLLM 0.19.0, ``EngineArgs.get_batch_defaults`` (A100 exception since
+      PR #17885): 8192 and 1024 when the device has >= 70 GiB and its name lacks "a100",
+      else 2048 and 256.
+
+    The SKU's catalogue name stands for the device name and its ``memory_gb`` for the GiB
+    the device reports (an "80GB" H100 or A100 reports about 79 GiB).
+    """
+    if release == "vllm_0_6":
+        return 256, 512 if chunked_prefill else max(max_context, 2048)
+    if sku is None:
+        raise ConfigError("scheduler.engine_defaults", release,
+                          "its defaults depend on the GPU: resolve it with the SKU spec")
+    name = sku.name.lower()
+    if release == "vllm_0_8":
+        return 1024, 8192 if ("h100" in name or "h200" in name) else 2048
+    if release == "vllm_0_19":
+        large = sku.memory_gb >= VLLM_LARGE_GPU_GIB and "a100" not in name
+        return (1024, 8192) if large else (256, 2048)
+    raise ConfigError("scheduler.engine_defaults", release, _ENGINE_DEFAULTS_ALLOWED)
 
 
 @dataclass
@@ -86,6 +129,11 @@ class SchedulerConfig:
       model's context exceeds 32K tokens (``SimulationConfig`` resolves it to on/off).
     - ``execution_overrides``: ``RooflineParams`` fields this engine version fixes (e.g. its
       per-step CPU overhead); ``SimulationConfig`` applies them to ``execution.roofline``.
+    - ``engine_defaults``: an engine release (``vllm_0_6``, ``vllm_0_8``, ``vllm_0_19``)
+      whose ``vllm serve`` defaults fill ``max_batch_size`` (max_num_seqs) and
+      ``chunk_size`` / ``max_tokens_per_batch`` (max_num_batched_tokens) where they are 0:
+      vLLM picks them from the GPU and the model, so ``SimulationConfig`` resolves them
+      (``resolved``, ``vllm_serve_defaults``). A value set explicitly always stands.
     """
 
     name: str = "sarathi"
@@ -100,12 +148,24 @@ class SchedulerConfig:
     kv_tokens_override: int = 0
     chunked_prefill: str = "off"
     execution_overrides: dict[str, Any] = field(default_factory=dict)
+    engine_defaults: str = ""
 
     def __post_init__(self) -> None:
         one_of("scheduler.name", self.name, SCHEDULERS)
+        if self.engine_defaults not in ENGINE_DEFAULTS:
+            raise ConfigError("scheduler.engine_defaults", self.engine_defaults,
+                              _ENGINE_DEFAULTS_ALLOWED)
         for name in ("max_batch_size", "chunk_size", "max_tokens_per_batch", "block_size",
                      "max_waiting_iters"):
-            _positive_int(f"scheduler.{name}", getattr(self, name))
+            value = getattr(self, name)
+            if name in _ENGINE_DEFAULT_KNOBS and value == 0 and type(value) is int:
+                if not self.engine_defaults:
+                    raise ConfigError(f"scheduler.{name}", value,
+                                      "must be an integer >= 1, or 0 (the engine's default) "
+                                      "with scheduler.engine_defaults set (vllm_0_6, "
+                                      "vllm_0_8, vllm_0_19)")
+                continue
+            _positive_int(f"scheduler.{name}", value)
         if not 0 <= self.watermark < 1:
             raise ConfigError("scheduler.watermark", self.watermark, "must be in [0, 1)")
         if not 0 < self.gpu_memory_utilization <= 1:
@@ -147,13 +207,24 @@ class SchedulerConfig:
                                   err.allowed) from err
         self.execution_overrides = dict(ov)
 
-    def resolved(self, max_context: int) -> SchedulerConfig:
-        """This config with ``chunked_prefill: auto`` decided for a model of
-        ``max_context`` tokens: ``on`` when it exceeds 32K (vLLM <= 0.6's rule)."""
-        if self.chunked_prefill != "auto":
-            return self
-        on = max_context > VLLM_V0_LONG_CONTEXT
-        return dataclasses.replace(self, chunked_prefill="on" if on else "off")
+    def resolved(self, max_context: int, sku: SkuSpec | None = None) -> SchedulerConfig:
+        """This config for a model of ``max_context`` tokens on GPU ``sku``, as the engine
+        would run it: ``chunked_prefill: auto`` decided (``on`` when the context exceeds
+        32K, vLLM <= 0.6's rule), then the knobs left at 0 set to ``engine_defaults``'
+        choice (``vllm_serve_defaults``; max_num_batched_tokens goes to both ``chunk_size``
+        and ``max_tokens_per_batch``). Explicit values stand; ``self`` when nothing changes.
+        """
+        out = self
+        if out.chunked_prefill == "auto":
+            on = max_context > VLLM_V0_LONG_CONTEXT
+            out = dataclasses.replace(out, chunked_prefill="on" if on else "off")
+        unset = [k for k in _ENGINE_DEFAULT_KNOBS if getattr(out, k) == 0]
+        if not unset:
+            return out
+        seqs, tokens = vllm_serve_defaults(out.engine_defaults, sku, max_context,
+                                           out.chunked_prefill == "on")
+        values = {"max_batch_size": seqs, "chunk_size": tokens, "max_tokens_per_batch": tokens}
+        return dataclasses.replace(out, **{k: values[k] for k in unset})
 
 
 @dataclass
@@ -222,7 +293,8 @@ class SimulationConfig:
         if not isinstance(self.precision, Precision):
             raise ConfigError("precision", self.precision, "must be a Precision")
         self.precision.check_sku(self.sku_spec)
-        self.scheduler = self.scheduler.resolved(self.model_spec.max_context)
+        self.scheduler = self.scheduler.resolved(self.model_spec.max_context,
+                                                 self.sku_spec)
         self._apply_execution_overrides()
         self._check_parallelism()
         self.kv_capacity()  # raises when the model does not fit

@@ -1,8 +1,10 @@
 """Engine presets as scheduler configs: vLLM 0.6 (v0, chunked prefill only past 32K of
-context) and vLLM 0.8 (v1), their KV-capacity knobs and their per-step CPU overheads."""
+context), vLLM 0.8 (v1) and vLLM 0.19, their flags resolved per GPU and model as `vllm
+serve` picks them, their KV-capacity knobs and their per-step CPU overheads."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,8 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from simulator import ConfigError, SimulationConfig, simulate
-from simulator.config import SchedulerConfig
+from simulator.catalogue import load_catalogue
+from simulator.config import SchedulerConfig, vllm_serve_defaults
 from simulator.engine import build_execution_model
 from simulator.execution.roofline import RooflineParams
 from tests.helpers import table
@@ -45,9 +48,11 @@ def test_vllm_0_6_chunks_only_past_32k_context(model: str, max_context: int,
     c = cfg("vllm_0_6", model=model)
     assert c.model_spec.max_context == max_context
     assert c.scheduler.name == "vllm_v0" and c.scheduler.chunked_prefill == chunked
-    assert (c.scheduler.chunk_size, c.scheduler.max_batch_size) == (512, 256)
+    # max_num_batched_tokens: 512 chunks, or max(max_model_len, 2048) whole prompts
+    tokens = 512 if chunked == "on" else max_context
+    s = c.scheduler
+    assert (s.chunk_size, s.max_tokens_per_batch, s.max_batch_size) == (tokens, tokens, 256)
     # the activation headroom follows the batch the resolved mode can build
-    tokens = 512 if chunked == "on" else 8192
     assert c.kv_capacity().activation_bytes == cfg(
         "vllm_0_6", model=model, scheduler={"chunked_prefill": "off",
                                             "max_tokens_per_batch": tokens}
@@ -80,12 +85,112 @@ def test_vllm_0_6_chunked_mode_keeps_the_watermark() -> None:
     assert "watermark" in res.requests["reject_reason"].iloc[0]
 
 
+@pytest.mark.parametrize(
+    ("model", "tokens"),
+    [
+        ("phi-2", 2048),  # 2K context: 2048 at least
+        ("llama-2-7b", 4096),
+        ("qwen2.5-7b", 32768),  # exactly 32K: chunked prefill off, whole prompts
+        ("qwen3-8b", 512),  # past 32K: chunked, 512-token budget
+    ],
+)
+def test_vllm_0_6_token_budget_is_max_model_len_or_512(model: str, tokens: int) -> None:
+    for sku in ("h100-sxm", "a100-80gb"):  # 0.6's defaults do not depend on the GPU
+        s = cfg("vllm_0_6", model=model, sku=sku).scheduler
+        assert (s.max_batch_size, s.chunk_size, s.max_tokens_per_batch) == (256, tokens, tokens)
+
+
+def test_vllm_0_6_serves_prompts_up_to_the_context() -> None:
+    # vLLM 0.6 serves a 10,000-token prompt on a 32K model (budget 32768, chunked off)
+    reqs = table([0.0, 0.0], [10_000, 300], [8, 8])
+    res = simulate(cfg("vllm_0_6", model="qwen2.5-7b"), requests=reqs)
+    assert not res.requests["rejected"].any() and res.requests["completed_at"].notna().all()
+    assert res.batches["prefill_tokens"].max() == 10_300  # whole prompts, one batch
+    # an explicit cap still rejects it
+    capped = simulate(cfg("vllm_0_6", model="qwen2.5-7b",
+                          scheduler={"max_tokens_per_batch": 8192}), requests=reqs)
+    assert "max_tokens_per_batch 8192" in capped.requests["reject_reason"].iloc[0]
+
+
+# ------------------------------------------------------------- vLLM 0.8 / 0.19 per GPU
+# (max_num_seqs, max_num_batched_tokens) of `vllm serve`: 0.8.0-0.8.3 by device name
+# (h100/h200: 8192 tokens), 1024 sequences everywhere; 0.19 by memory (>= 70 GiB and not
+# an A100: 8192 / 1024, else 2048 / 256).
+SERVE_DEFAULTS = {
+    "vllm_0_8": {"h100-sxm": (1024, 8192), "h200": (1024, 8192), "a100-80gb": (1024, 2048),
+                 "rtx-4090": (1024, 2048), "l40s": (1024, 2048), "b200": (1024, 2048)},
+    "vllm_0_19": {"h100-sxm": (1024, 8192), "h200": (1024, 8192), "a100-80gb": (256, 2048),
+                  "rtx-4090": (256, 2048), "l40s": (256, 2048), "b200": (1024, 8192),
+                  "rtx-pro-6000": (1024, 8192), "a100-40gb": (256, 2048)},
+}
+
+
+@pytest.mark.parametrize(("name", "sku", "seqs", "tokens"), [
+    (name, sku, seqs, tokens)
+    for name, by_sku in SERVE_DEFAULTS.items() for sku, (seqs, tokens) in by_sku.items()
+])
+def test_v1_presets_resolve_the_serve_defaults_per_gpu(name: str, sku: str, seqs: int,
+                                                       tokens: int) -> None:
+    s = cfg(name, sku=sku).scheduler
+    assert s.engine_defaults == name
+    assert (s.max_batch_size, s.chunk_size, s.max_tokens_per_batch) == (seqs, tokens, tokens)
+    # the KV capacity is sized for the resolved batch
+    assert cfg(name, sku=sku).kv_capacity() == cfg(
+        name, sku=sku, scheduler={"max_batch_size": seqs, "chunk_size": tokens,
+                                  "max_tokens_per_batch": tokens}).kv_capacity()
+
+
+@pytest.mark.parametrize("name", ["vllm_0_6", "vllm_0_8", "vllm_0_19"])
+def test_explicit_flags_win_over_the_engine_defaults(name: str) -> None:
+    s = cfg(name, model="qwen2.5-7b", sku="a100-80gb",
+            scheduler={"max_batch_size": 64, "chunk_size": 1024,
+                       "max_tokens_per_batch": 4096}).scheduler
+    assert (s.max_batch_size, s.chunk_size, s.max_tokens_per_batch) == (64, 1024, 4096)
+    # one knob set: the others still follow the rule
+    default = cfg(name, model="qwen2.5-7b", sku="a100-80gb").scheduler
+    s = cfg(name, model="qwen2.5-7b", sku="a100-80gb",
+            scheduler={"chunk_size": 1024}).scheduler
+    assert s.chunk_size == 1024
+    assert (s.max_batch_size, s.max_tokens_per_batch) == (default.max_batch_size,
+                                                          default.max_tokens_per_batch)
+
+
+def test_serve_default_rules_read_the_device_name_and_memory() -> None:
+    h100 = load_catalogue(None).sku("h100-sxm")
+    gh200 = dataclasses.replace(h100, name="gh200", memory_gb=96)
+    small = dataclasses.replace(h100, name="h100-nvl-69", memory_gb=69)
+    mi300x = dataclasses.replace(h100, name="mi300x", memory_gb=192)
+    assert vllm_serve_defaults("vllm_0_8", gh200, 8192, False) == (1024, 8192)
+    assert vllm_serve_defaults("vllm_0_8", mi300x, 8192, False) == (1024, 2048)
+    assert vllm_serve_defaults("vllm_0_19", mi300x, 8192, False) == (1024, 8192)
+    assert vllm_serve_defaults("vllm_0_19", small, 8192, False) == (256, 2048)  # < 70 GiB
+    assert vllm_serve_defaults("vllm_0_6", None, 131072, False) == (256, 131072)
+    assert vllm_serve_defaults("vllm_0_6", None, 1024, True) == (256, 512)
+
+
+def test_engine_defaults_are_checked() -> None:
+    with pytest.raises(ConfigError, match="engine's default") as err:
+        SchedulerConfig(name="vllm_v1", max_batch_size=0)
+    assert err.value.field == "scheduler.max_batch_size"
+    with pytest.raises(ConfigError, match="allowed values are vllm_0_6") as err:
+        SchedulerConfig(name="vllm_v1", engine_defaults="vllm_0_7")
+    assert err.value.field == "scheduler.engine_defaults"
+    with pytest.raises(ConfigError, match="must be an integer >= 1"):
+        SchedulerConfig(name="vllm_v1", chunk_size=-1, engine_defaults="vllm_0_8")
+    auto = SchedulerConfig(name="vllm_v1", chunk_size=0, engine_defaults="vllm_0_8")
+    with pytest.raises(ConfigError, match="depend on the GPU") as err:
+        auto.resolved(8192)  # 0.8's rule needs the SKU
+    assert err.value.field == "scheduler.engine_defaults"
+    explicit = SchedulerConfig(name="vllm_v1", engine_defaults="vllm_0_8")
+    assert explicit.resolved(8192) is explicit  # nothing left to resolve
+
+
 # ------------------------------------------------------------------------------ vLLM 0.8
 def test_vllm_0_8_is_the_v1_scheduler_with_its_defaults() -> None:
     c = cfg("vllm_0_8")
     s = c.scheduler
     assert (s.name, s.chunk_size, s.max_batch_size, s.block_size, s.watermark) == (
-        "vllm_v1", 8192, 256, 16, 0.0)
+        "vllm_v1", 8192, 1024, 16, 0.0)
     assert s.gpu_memory_utilization == 0.9 and s.kv_tokens_override == 0
 
 
@@ -176,6 +281,14 @@ def test_presets_compose_in_the_simulate_app() -> None:
         c06 = config_from_hydra(hc)
         hc = compose(config_name="simulate", overrides=["scheduler=vllm_0_8"])
         c08 = config_from_hydra(hc)
+        hc = compose(config_name="simulate", overrides=["scheduler=vllm_0_19",
+                                                        "sku=a100-80gb"])
+        c19 = config_from_hydra(hc)
+        hc = compose(config_name="simulate", overrides=[
+            "scheduler=vllm_0_19", "sku=a100-80gb", "scheduler.chunk_size=4096"])
+        c19_set = config_from_hydra(hc)
+    assert (c19.scheduler.max_batch_size, c19.scheduler.chunk_size) == (256, 2048)
+    assert (c19_set.scheduler.max_batch_size, c19_set.scheduler.chunk_size) == (256, 4096)
     assert c06.scheduler.name == "vllm_v0" and c06.scheduler.chunked_prefill == "off"
     assert c06.precision.kv_cache == "fp8" and c06.precision.weights == "bf16"
     assert c06.parallel.tensor_parallel == 2
