@@ -25,7 +25,7 @@ import numpy as np
 from simulator import SimulationConfig
 from simulator.engine import Simulation
 from simulator.execution.base import ExecutionModel
-from simulator.metrics.summary import tbt_values
+from simulator.metrics.summary import span_s, tbt_values
 from simulator.records import SimulationRecords
 from simulator.workload import RequestTable, generate_requests
 
@@ -105,7 +105,7 @@ def rate_metrics(rec: SimulationRecords) -> dict[str, float]:
         else:
             vals = [math.nan] * len(qs)
         out.update({f"{name}_{q}": float(v) for q, v in zip(qs, vals, strict=True)})
-    span = float(np.nanmax(rec.completed_at) - rec.arrival.min()) if done.any() else math.nan
+    span = span_s(rec, int(rec.warmup_requests))
     tokens = float(rec.num_prefill[done].sum() + rec.num_decode[done].sum())
     out["tokens_per_s"] = tokens / span if span and span > 0 else math.nan
     out["output_tokens_per_s"] = float(rec.num_decode[done].sum()) / span if span else math.nan

@@ -356,6 +356,8 @@ class CalibratedModel(RooflineModel):
         self._dc_lat = dc.latency_us * 1e-6
         self._dc_seq = dc.item_seconds(sku.sm_count) * memory.kv_heads_per_gpu(model, tp)
 
+    kind = "calibrated"
+
     def label(self) -> str:
         sc, nc = self.sku_calibration, self.node_calibration
         curves = sc.scaled_from or sc.name

@@ -90,7 +90,8 @@ from simulator.execution.predictors.tables import (
 )
 from simulator.execution.roofline import PARTS, RooflineModel
 from simulator.precision import BF16, Precision
-from simulator.profiles import ProfileStore
+from simulator.profiles import ProfileStore, model_shape_of, per_gpu_heads
+from simulator.profiles.schema import rows_with_heads
 
 _DTYPE_NAMES = {1: "fp8", 2: "bf16", 4: "fp32"}
 _MLP_OPS = ("gate_up_proj", "act", "down_proj")
@@ -253,8 +254,7 @@ class ProfiledModel(ExecutionModel):
         the per-GPU head shape to ask them."""
         dtype = dtype or self._kvdtype
         m, d, tp = self.model, self.sku.name, self.tp
-        heads = {"n_q_heads": m.num_heads // tp, "n_kv_heads": memory.kv_heads_per_gpu(m, tp),
-                 "head_dim": m.head_size}
+        heads = per_gpu_heads(model_shape_of(m), tp)
         for store in self._stores:
             if family in store.coverage(m.name, d, tp, dtype):
                 df, meta = store.load(d, m.name, tp, family, dtype)
@@ -262,9 +262,7 @@ class ProfiledModel(ExecutionModel):
         for store in self._stores:
             if family in store.shape_tables(d, dtype):
                 df, meta = store.load(d, "", 1, family, dtype)
-                mine = np.ones(len(df), dtype=bool)
-                for col, v in heads.items():
-                    mine &= df[col].to_numpy() == v
+                mine = rows_with_heads(df, heads)
                 if mine.any():  # fit on every head shape; the box is this model's rows
                     src = self._fitted(df, meta, family)
                     box = df[mine]
@@ -556,8 +554,7 @@ class ProfiledModel(ExecutionModel):
                 want = np.linspace(np.log2(chunks[0]), np.log2(chunks[-1]), MIXED_CHUNKS)
                 chunks = np.unique([chunks[np.argmin(np.abs(np.log2(chunks) - w))]
                                     for w in want])
-            heads = {"n_q_heads": m.num_heads // tp,
-                     "n_kv_heads": memory.kv_heads_per_gpu(m, tp), "head_dim": m.head_size}
+            heads = per_gpu_heads(model_shape_of(m), tp)
             identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
                         "dtype": meta.dtype, "node": meta.node}
             out = []
@@ -633,7 +630,7 @@ class ProfiledModel(ExecutionModel):
                 have = roof(int(nb[i]), xc[moved])
                 grid[i, moved] *= want / have
         if native is not None:  # the fallback's FP8 / native-dtype ratio at each cell
-            self.sources[label] += (f", x the {self.fallback.label().split(' ')[0]} model's "
+            self.sources[label] += (f", x the {self.fallback.kind} model's "
                                     f"{self._kvdtype} / {self._dtype} KV ratio")
             for i, n in enumerate(rows):
                 grid[i] *= roof(int(n), pts) / roof(int(n), pts, native)

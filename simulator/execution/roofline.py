@@ -693,6 +693,7 @@ class RooflineModel(ExecutionModel):
     # why the run uses this model where another was asked for (set by the engine when
     # ``execution.kind=profiled`` finds no profiles and falls back to this one)
     note: str = ""
+    kind = "roofline"  # the execution.kind this model is
 
     def label(self) -> str:
         """What prices this model's parts, in words."""
@@ -706,8 +707,7 @@ class RooflineModel(ExecutionModel):
         return [p for p in PARTS if not skip.get(p, False)]
 
     def provenance(self) -> dict[str, Any]:
-        kind = "calibrated" if self.label().startswith("calibrated") else "roofline"
-        return {"kind": kind, "measured": {}, "model": self.label(),
+        return {"kind": self.kind, "measured": {}, "model": self.label(),
                 "modelled": self.parts_in_use(), "out_of_range": {}, "note": self.note}
 
     def weight_bytes_per_gpu(self) -> float:

@@ -185,7 +185,7 @@ def _busy_time(replica: np.ndarray, start: np.ndarray, end: np.ndarray, n: int) 
     return np.bincount(r, weights=added, minlength=n)[:n]
 
 
-def _span(rec: SimulationRecords, warmup: int = 0) -> float:
+def span_s(rec: SimulationRecords, warmup: int = 0) -> float:
     """Seconds from the first arrival to the last completion (NaN when nothing completed),
     over the requests after the first ``warmup``."""
     done = np.asarray(rec.completed_at, dtype=np.float64)[warmup:]
@@ -226,7 +226,7 @@ def replica_frame(rec: SimulationRecords) -> pd.DataFrame:
     if valid.any():
         np.fmax.at(kv_peak, br[valid], kv[valid])
     tokens = per_replica(br, b["num_tokens"].to_numpy().astype(np.float64))
-    span = _span(rec)
+    span = span_s(rec)
     denom = span * rec.gpus_per_replica * rec.peak_flops_per_gpu
     with np.errstate(divide="ignore", invalid="ignore"):
         utilization = busy / rec.sim_end if rec.sim_end > 0 else np.full(n, np.nan)
@@ -292,10 +292,10 @@ def summarize(rec: SimulationRecords) -> dict[str, Any]:
         req = req[req["request_id"] >= warm]
     completed = req["completed_at"].notna().to_numpy() & ~req["rejected"].to_numpy()
     done = req[completed]
-    span = _span(rec, warm)
+    span = span_s(rec, warm)
     tokens = float(b["num_tokens"].sum())
     gpus_total = rec.gpus_per_replica * len(rec.replica_kv_blocks)
-    mfu_den = _span(rec) * gpus_total * rec.peak_flops_per_gpu  # the whole run's work
+    mfu_den = span_s(rec) * gpus_total * rec.peak_flops_per_gpu  # the whole run's work
     out_tokens = float(done["num_decode_tokens"].sum())
     all_tokens = out_tokens + float(done["num_prefill_tokens"].sum())
     dur = b["duration"].to_numpy()

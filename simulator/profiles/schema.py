@@ -141,6 +141,22 @@ def kv_heads_per_gpu(n_kv_heads: int, tp: int) -> int:
     return max(1, n_kv_heads // tp)
 
 
+def per_gpu_heads(model_shape: dict[str, int], tp: int) -> dict[str, int]:
+    """The attention tables' head columns (``n_q_heads``, ``n_kv_heads``, ``head_dim``) for
+    one GPU of a model of ``model_shape`` at ``tp``."""
+    return {"n_q_heads": model_shape["n_heads"] // tp,
+            "n_kv_heads": kv_heads_per_gpu(model_shape["n_kv_heads"], tp),
+            "head_dim": model_shape["head_dim"]}
+
+
+def rows_with_heads(df: pd.DataFrame, heads: dict[str, int]) -> np.ndarray:
+    """Boolean mask of the rows of an attention table with exactly these head columns."""
+    mine = np.ones(len(df), dtype=bool)
+    for col, v in heads.items():
+        mine &= df[col].to_numpy() == v
+    return mine
+
+
 def _catalogue_model(name: str) -> Any | None:
     """The built-in catalogue's ModelSpec for ``name``, or None when it is not built in."""
     from simulator.catalogue import get_model, model_names

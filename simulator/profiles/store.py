@@ -33,10 +33,11 @@ from simulator.profiles.schema import (
     FAMILIES,
     MODEL_FAMILIES,
     ProfileMeta,
-    kv_heads_per_gpu,
     model_shape_of,
+    per_gpu_heads,
     read_meta,
     read_profile,
+    rows_with_heads,
     write_profile,
 )
 
@@ -235,12 +236,7 @@ class ProfileStore:
         if model and family in ATTENTION_FAMILIES:
             from simulator.catalogue import get_model
 
-            shape = model_shape_of(get_model(model))
-            keep = (
-                (df["n_q_heads"] == shape["n_heads"] // tp)
-                & (df["n_kv_heads"] == kv_heads_per_gpu(shape["n_kv_heads"], tp))
-                & (df["head_dim"] == shape["head_dim"])
-            )
+            keep = rows_with_heads(df, per_gpu_heads(model_shape_of(get_model(model)), tp))
             df = df[keep].reset_index(drop=True)
         return df, meta
 
@@ -282,9 +278,7 @@ def _model_heads(model: str, tp: int, stores: Sequence[ProfileStore], device: st
                 break
         if not shape:
             return None
-    return {"n_q_heads": shape["n_heads"] // tp,
-            "n_kv_heads": kv_heads_per_gpu(shape["n_kv_heads"], tp),
-            "head_dim": shape["head_dim"]}
+    return per_gpu_heads(shape, tp)
 
 
 def _columns(path: Path, cols: Sequence[str]) -> pd.DataFrame:
@@ -364,9 +358,7 @@ def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
                 if heads is None:
                     continue
                 df = _columns(path, HEAD_COLUMNS)
-                mine = pd.Series(True, index=df.index)
-                for col, v in heads.items():
-                    mine &= df[col] == v
+                mine = rows_with_heads(df, heads)
                 if mine.any():
                     found = Coverage(
                         family, "shapes", path, int(mine.sum()),
