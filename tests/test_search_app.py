@@ -118,10 +118,17 @@ def test_config_errors_are_reported_before_any_trial(
     assert not (out / "trials.parquet").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: the sockets stay bound until all are chosen, or the
+    kernel may hand the same port out twice (it did, in CI: head and client on one)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _stop_nodes(temp_dir: str, gcs_port: int = 0) -> None:
@@ -158,14 +165,15 @@ def test_the_smoke_experiment_runs_across_a_two_node_loopback_cluster(tmp_path: 
     driver joins the cluster) and Ray Client (``ray://host:port``, Tune's driver runs on
     the head node and the trials still land in this output folder)."""
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths
-    port, client_port = _free_port(), _free_port()
+    port, client_port = _free_ports(2)
     ray = [sys.executable, "-m", "ray.scripts.scripts", "start", "--num-cpus=1",
            "--disable-usage-stats"]
     try:
-        subprocess.run([*ray, "--head", f"--port={port}", f"--temp-dir={temp_dir}",
-                        f"--ray-client-server-port={client_port}",
-                        "--include-dashboard=false"], check=True, env=ENV,
-                       capture_output=True, timeout=120)
+        head_started = subprocess.run(
+            [*ray, "--head", f"--port={port}", f"--temp-dir={temp_dir}",
+             f"--ray-client-server-port={client_port}", "--include-dashboard=false"],
+            env=ENV, capture_output=True, text=True, timeout=120)
+        assert head_started.returncode == 0, head_started.stderr[-2000:]
         head = f"{socket.gethostbyname(socket.gethostname())}:{port}"
         started = subprocess.run([*ray, f"--address={head}"], env=ENV, capture_output=True,
                                  text=True, timeout=120)
