@@ -18,6 +18,22 @@ was offered (request rate, max concurrency). Formats, recognised from the conten
   ``request_rate`` and the arrival pattern (``arrival_pattern`` / ``request_rate_mode``:
   constant, poisson, gamma with ``arrival_smoothness``), else the ``--concurrency`` /
   ``--request-rate`` flags of its ``cli_command``; without a summary it is unknown.
+- **genai-perf** ``profile_export.json`` (perf_analyzer's per-request export: one
+  entry of ``experiments`` with ``experiment.{mode, value}`` and ``requests``, each with
+  ``timestamp`` and ``response_timestamps`` in ns and ``response_outputs``: the raw
+  server-sent events of an OpenAI stream, Triton ``text_output`` pieces or TensorRT-LLM
+  ``output_ids``). As genai-perf computes them: TTFT and E2E run from ``timestamp`` to
+  the first and last response that carries generated text (role-only, empty, usage-only
+  and ``[DONE]`` events do not count). Output tokens are ``usage.completion_tokens``
+  when the stream carries usage (or the ``output_ids``), else the number of chunks with
+  generated text, one token each as vLLM and TensorRT-LLM stream (an undercount where a
+  chunk carries several; a note says so). Prompt tokens are ``usage.prompt_tokens`` (or
+  ``input_ids``), else the ``input_tokens`` override, else the one prompt length the
+  summary next to the export states (``<stem>_genai_perf.json`` /
+  ``profile_export_genai_perf.json``: ``input_sequence_length`` with min = max, or
+  synthetic prompts with stddev 0); without any, ConfigError. The load is the experiment's
+  ``concurrency`` (closed loop) or ``request_rate``. Requests with an error event or no
+  generated text are left out; a non-streaming run (no TTFT) is rejected.
 - **per-request table** (CSV, JSONL, or a JSON list of objects): one row per request
   with columns, matched ignoring case, for prompt tokens, output tokens, TTFT and
   end-to-end latency (or the absolute times of the first and last token) and, optional,
@@ -25,8 +41,9 @@ was offered (request rate, max concurrency). Formats, recognised from the conten
   sets its unit; no suffix means seconds. LLMServingSim's ``requests.jsonl`` (queue,
   first- and last-token timestamps) is one of these.
 
-Aggregate-only files (genai-perf's and aiperf's summary exports) hold no per-request
-records; they are recognised and rejected with a message saying what to export instead.
+Aggregate-only files (aiperf's ``profile_export_aiperf.json`` and genai-perf's
+``profile_export_genai_perf.json`` / ``.csv`` summaries) hold no per-request records;
+they are recognised and rejected with a message naming the per-request export to use.
 A file that matches no format, or lacks a field, raises ``ConfigError`` naming the file
 and the missing field.
 """
@@ -37,7 +54,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +64,9 @@ import pandas as pd
 from simulator.errors import ConfigError
 from simulator.workload import RequestTable
 
-__all__ = ["BenchRun", "aiperf_load", "read_bench"]
+__all__ = ["BenchRun", "aiperf_load", "genai_perf_prompt_length", "read_bench", "read_genai_perf"]
 
-FORMATS = ("vllm_bench", "aiperf", "per_request")
+FORMATS = ("vllm_bench", "aiperf", "genai_perf", "per_request")
 
 # Column roles of a per-request table, candidates in order of preference (lowercase; a
 # unit suffix _ms/_us/_ns/_s may follow). The queue timestamp comes before the client
@@ -368,6 +385,327 @@ def aiperf_load(records_path: Path) -> tuple[int, float, float, list[str]]:
     return conc_n, rate_f, shape, [f"aiperf load from {source}: {found}"]
 
 
+# --------------------------------------------------------------------------- genai-perf
+
+# Fields of a streamed chunk (choices[].delta / .message) whose text is generated tokens.
+_GENERATED = ("content", "reasoning_content", "reasoning", "tool_calls")
+_GENAI_PERF_WHY = ("genai-perf's profile_export.json needs one experiment whose requests "
+                   "carry timestamp, response_timestamps and response_outputs")
+
+
+def _is_genai_perf(doc: Any) -> bool:
+    return isinstance(doc, Mapping) and "experiments" in doc
+
+
+@dataclass(frozen=True)
+class _GenaiRequest:
+    """One answered genai-perf request: times in ns on the client's clock, generated
+    chunks, and token counts when the file records them (None: it does not)."""
+
+    start: int
+    first: int
+    last: int
+    chunks: int
+    output_tokens: int | None
+    input_tokens: int | None
+
+
+def _ns(path: Path, name: str, value: Any) -> int:
+    """A perf_analyzer timestamp: whole nanoseconds since the epoch."""
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value < 0 or value != int(value):
+        raise _fail(path, name, value, "must be a time in whole nanoseconds (perf_analyzer "
+                    "writes integers)")
+    return int(value)
+
+
+def _count(value: Any) -> int | None:
+    """A token count from the file (None when absent or not a whole number)."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value != int(value):
+        return None
+    return int(value)
+
+
+def _sse_data(block: str) -> tuple[str | None, bool]:
+    """The data of one server-sent event (its ``data:`` lines; a bare JSON body as is)
+    and whether it is an ``event: error``."""
+    lines = block.strip().split("\n")
+    error = any(ln.replace(" ", "").lower() == "event:error" for ln in lines)
+    data = [ln[5:].removeprefix(" ") for ln in lines if ln.startswith("data:")]
+    if data:
+        return "\n".join(data).strip(), error
+    return (block.strip() if block.lstrip().startswith("{") else None), error
+
+
+def _complete(block: str) -> bool:
+    data, _ = _sse_data(block)
+    if data is None or data == "[DONE]":
+        return data is not None
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
+def _sse_events(texts: Sequence[str]) -> list[tuple[int, str]]:
+    """(response index, event block) of every event in a request's responses.
+    perf_analyzer stores what each read returned: one event, several, or part of one;
+    a split event counts at the response that completes it."""
+    events: list[tuple[int, str]] = []
+    buf = ""
+    for k, text in enumerate(texts):
+        *done, buf = (buf + text).replace("\r\n", "\n").split("\n\n")
+        if buf.strip() and _complete(buf):
+            done, buf = [*done, buf], ""
+        events += [(k, b) for b in done if b.strip()]
+    if buf.strip():
+        events.append((len(texts) - 1, buf))
+    return events
+
+
+def _chunk(obj: Any) -> tuple[bool, bool, int | None, int | None]:
+    """(carries generated text, is an error, usage.completion_tokens, usage.prompt_tokens)
+    of one OpenAI (or Triton generate) response object."""
+    if not isinstance(obj, Mapping):
+        return False, False, None, None
+    error = bool(obj.get("error")) or obj.get("object") == "error"
+    usage = obj.get("usage") if isinstance(obj.get("usage"), Mapping) else {}
+    text = bool(obj.get("text_output"))
+    for choice in obj.get("choices") or []:
+        if not isinstance(choice, Mapping):
+            continue
+        parts = [choice.get(k) for k in ("delta", "message") if isinstance(choice.get(k), Mapping)]
+        text = text or bool(choice.get("text")) or any(p.get(f) for p in parts
+                                                        for f in _GENERATED)
+    return text, error, _count(usage.get("completion_tokens")), _count(usage.get("prompt_tokens"))
+
+
+def _streamed(inputs: Mapping[str, Any]) -> bool | None:
+    """Whether the request asked for a streamed answer (None: the file does not say)."""
+    body: Any = inputs
+    if isinstance(inputs.get("payload"), str):  # OpenAI: the request body as JSON text
+        try:
+            body = json.loads(inputs["payload"])
+        except ValueError:
+            return None
+    for key in ("stream", "streaming"):
+        if isinstance(body, Mapping) and key in body:
+            flag = body[key]
+            return bool(flag[0] if isinstance(flag, list) and flag else flag)
+    return None
+
+
+def _genai_request(path: Path, i: int, req: Any) -> _GenaiRequest | str:
+    """One request of the export, or why it is left out ("an error", "no generated
+    text")."""
+    where = f"experiments[0].requests[{i}]"
+    if not isinstance(req, Mapping):
+        raise _fail(path, where, type(req).__name__, "must be a JSON object")
+    start = _ns(path, f"{where}.timestamp", req.get("timestamp"))
+    stamps, outputs = req.get("response_timestamps"), req.get("response_outputs")
+    if not isinstance(stamps, list):
+        raise _fail(path, f"{where}.response_timestamps", stamps,
+                    "missing; " + _GENAI_PERF_WHY)
+    if not isinstance(outputs, list) or len(outputs) != len(stamps):
+        raise _fail(path, f"{where}.response_outputs", type(outputs).__name__,
+                    f"must be a list of {len(stamps)} responses, one per response_timestamps "
+                    "entry")
+    times = [_ns(path, f"{where}.response_timestamps[{k}]", t) for k, t in enumerate(stamps)]
+    inputs = req.get("request_inputs") if isinstance(req.get("request_inputs"), Mapping) else {}
+    unstreamed = _fail(path, f"{where}.request_inputs.stream", False,
+                       "genai-perf ran without streaming, so the first token's time was not "
+                       "measured (one response holds the whole answer); rerun it with "
+                       "--streaming")
+    if _streamed(inputs) is False:
+        raise unstreamed
+    n_in = _count(inputs.get("input_lengths"))
+    if n_in is None and isinstance(inputs.get("input_ids"), list):
+        n_in = len(inputs["input_ids"])
+    for k, out in enumerate(outputs):
+        if not isinstance(out, Mapping):
+            raise _fail(path, f"{where}.response_outputs[{k}]", type(out).__name__,
+                        "must be a JSON object")
+    hits: list[int] = []  # response index of every chunk with generated tokens
+    n_out: int | None = None
+    if any("response" in out for out in outputs):  # OpenAI / HTTP: server-sent events
+        for k, block in _sse_events([str(out.get("response") or "") for out in outputs]):
+            data, error = _sse_data(block)
+            if error:
+                return "an error"
+            if data is None or data == "[DONE]":
+                continue
+            try:
+                obj = json.loads(data)
+            except ValueError as err:
+                raise _fail(path, f"{where}.response_outputs[{k}].response", data[:60],
+                            f"is not a JSON server-sent event: {err}") from err
+            text, bad, completion, prompt = _chunk(obj)
+            if bad:
+                return "an error"
+            if isinstance(obj, Mapping) and obj.get("object") == "chat.completion":
+                raise unstreamed  # a whole answer, not a chunk
+            hits += [k] * text
+            n_out = completion if completion is not None else n_out
+            n_in = prompt if prompt is not None else n_in
+    else:  # Triton: text pieces (KServe) or token ids (C API, TensorRT-LLM engine)
+        for k, out in enumerate(outputs):
+            ids = out.get("output_ids")
+            if "output_ids" in out:
+                n = len(ids) if isinstance(ids, list) else int(_count(ids) is not None)
+                n_out = (n_out or 0) + n
+                hits += [k] * (n > 0)
+            elif out.get("text_output"):
+                hits.append(k)
+    if not hits:
+        return "no generated text"
+    return _GenaiRequest(start, times[hits[0]], times[hits[-1]], len(hits), n_out, n_in)
+
+
+def _genai_load(path: Path, exp: Mapping[str, Any]) -> tuple[int, float, str]:
+    """(concurrency, request rate, note) of the experiment perf_analyzer ran."""
+    spec = exp.get("experiment") if isinstance(exp.get("experiment"), Mapping) else {}
+    mode, value = spec.get("mode"), spec.get("value")
+    if mode == "concurrency":
+        n = _count(value)
+        if n is None or n < 1:
+            raise _fail(path, "experiments[0].experiment.value", value,
+                        "must be a whole number >= 1 (the concurrency)")
+        return n, math.nan, f"genai-perf load from experiments[0].experiment: concurrency {n}"
+    if mode == "request_rate":
+        rate = _rate(value)
+        if math.isfinite(rate) and rate > 0:
+            return 0, rate, ("genai-perf load from experiments[0].experiment: request_rate "
+                             f"{rate:g}")
+    return 0, math.nan, (f"genai-perf: experiments[0].experiment is {dict(spec)!r}: neither a "
+                         "concurrency nor a request rate, so the load is unknown")
+
+
+def _genai_summary_names(path: Path) -> list[str]:
+    return list(dict.fromkeys((f"{path.stem}_genai_perf.json", "profile_export_genai_perf.json")))
+
+
+def genai_perf_prompt_length(path: Path) -> tuple[int, str] | str:
+    """(tokens, source) when the summary genai-perf writes next to its export says every
+    prompt had one length: ``input_sequence_length`` with min == max, else synthetic
+    prompts with stddev 0 and no prefix prompts in ``input_config`` (flat, or nested under
+    ``input``). Otherwise a sentence saying why not."""
+    names = _genai_summary_names(path)
+    summary = next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
+    if summary is None:
+        return f"no {' or '.join(names)} next to it"
+    try:
+        doc = json.loads(summary.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        return f"{summary.name} cannot be read ({err})"
+    doc = doc if isinstance(doc, Mapping) else {}
+    isl = doc.get("input_sequence_length") if isinstance(doc.get("input_sequence_length"),
+                                                         Mapping) else {}
+    lo, hi = _count(isl.get("min")), _count(isl.get("max"))
+    if lo is not None and lo == hi and lo >= 1:
+        return lo, f"{summary.name} input_sequence_length (min = max = {lo})"
+    cfg = doc.get("input_config") if isinstance(doc.get("input_config"), Mapping) else {}
+    nested = cfg.get("input") if isinstance(cfg.get("input"), Mapping) else None
+    if nested is not None:  # genai-perf's config-file era: input.synthetic_tokens.{mean,stddev}
+        syn = nested.get("synthetic_tokens") if isinstance(nested.get("synthetic_tokens"),
+                                                           Mapping) else {}
+        prefix = nested.get("prefix_prompt") if isinstance(nested.get("prefix_prompt"),
+                                                           Mapping) else {}
+        mean, sd, n_prefix = syn.get("mean"), syn.get("stddev"), prefix.get("num")
+        source, key = nested.get("prompt_source"), "input_config.input.synthetic_tokens"
+    else:  # the command-line flags
+        mean, sd = cfg.get("synthetic_input_tokens_mean"), cfg.get("synthetic_input_tokens_stddev")
+        n_prefix, source = cfg.get("num_prefix_prompts"), cfg.get("prompt_source")
+        key = "input_config.synthetic_input_tokens_mean"
+    synthetic = str(source or "").lower().endswith("synthetic")
+    n = _count(mean)
+    if synthetic and n is not None and n >= 1 and _count(sd) == 0 and not _count(n_prefix):
+        return n, f"{summary.name} {key} {n} with stddev 0 (synthetic prompts)"
+    seen = f"input_sequence_length {lo}..{hi}" if lo is not None else "no input_sequence_length"
+    return (f"{summary.name} gives no single prompt length ({seen}; prompt_source {source!r}, "
+            f"synthetic mean {mean!r}, stddev {sd!r}, prefix prompts {n_prefix!r})")
+
+
+def read_genai_perf(path: Path, doc: Mapping[str, Any], *, input_tokens: int = 0) -> BenchRun:
+    """genai-perf's ``profile_export.json`` (perf_analyzer's per-request export; see the
+    module doc). ``input_tokens`` sets the prompt length of requests the file has no
+    count for."""
+    experiments = doc.get("experiments")
+    if not isinstance(experiments, list) or not experiments:
+        raise _fail(path, "experiments", experiments, "holds no experiment, so no per-request "
+                    "times or token counts; " + _GENAI_PERF_WHY)
+    if len(experiments) > 1:
+        runs = ", ".join(repr(e.get("experiment")) if isinstance(e, Mapping) else "?"
+                         for e in experiments)
+        raise _fail(path, "experiments", len(experiments), f"holds several runs ({runs}); "
+                    "compare one at a time: keep one entry of experiments in the file")
+    exp = experiments[0]
+    if not isinstance(exp, Mapping) or not isinstance(exp.get("requests"), list):
+        raise _fail(path, "experiments[0].requests", None, "missing; " + _GENAI_PERF_WHY)
+    rows: list[_GenaiRequest] = []
+    left_out: dict[str, int] = {}
+    for i, req in enumerate(exp["requests"]):
+        got = _genai_request(path, i, req)
+        if isinstance(got, str):
+            left_out[got] = left_out.get(got, 0) + 1
+        else:
+            rows.append(got)
+    if not rows:
+        raise _fail(path, "experiments[0].requests", len(exp["requests"]),
+                    "no request has a response with generated tokens")
+    t0 = min(r.start for r in rows)
+    arrival = np.array([(r.start - t0) * 1e-9 for r in rows])
+    ttft = np.array([(r.first - r.start) * 1e-9 for r in rows])
+    e2e = np.array([(r.last - r.start) * 1e-9 for r in rows])
+    counted = sum(r.output_tokens is None for r in rows)
+    outputs = np.array([r.chunks if r.output_tokens is None else r.output_tokens
+                        for r in rows], dtype=np.float64)
+    conc, rate, load_note = _genai_load(path, exp)
+    notes = [load_note]
+    if counted:
+        notes.append(f"genai-perf: output tokens of {counted} of {len(rows)} requests are the "
+                     "streamed chunks with generated text, one token each as vLLM and "
+                     "TensorRT-LLM stream (an undercount where a chunk holds several); "
+                     "usage.completion_tokens in the stream (OpenAI stream_options."
+                     "include_usage) gives exact counts")
+    inputs = _genai_inputs(path, rows, input_tokens, notes)
+    if left_out:
+        notes.append("genai-perf: left out " + ", ".join(
+            f"{n} request{'s' * (n > 1)} with {why}" for why, n in sorted(left_out.items())))
+    return _build(path, "genai_perf", arrival, inputs, outputs, ttft, e2e, rate=rate,
+                  concurrency=conc, failed=sum(left_out.values()), notes=notes)
+
+
+def _genai_inputs(path: Path, rows: Sequence[_GenaiRequest], override: int,
+                  notes: list[str]) -> np.ndarray:
+    """Prompt tokens: the file's counts (usage.prompt_tokens, input_ids), the rest from
+    ``override`` or the summary's single prompt length; ConfigError when neither."""
+    missing = sum(r.input_tokens is None for r in rows)
+    if not missing:
+        if override:
+            notes.append(f"input_tokens={override} ignored: the file counts every prompt")
+        return np.array([r.input_tokens for r in rows], dtype=np.float64)
+    if override:
+        fill, source = override, f"input_tokens={override}"
+    else:
+        found = genai_perf_prompt_length(path)
+        if isinstance(found, str):
+            raise _fail(path, "input tokens", None,
+                        f"missing for {missing} of {len(rows)} requests: genai-perf's export "
+                        "holds the prompt text, not its tokens, and their responses carry "
+                        f"no usage.prompt_tokens; {found}. Pass input_tokens=N (every prompt's "
+                        "length in tokens) or profile with aiperf (profile_export.jsonl)")
+        fill, source = found
+        source += ", counted by genai-perf's tokenizer without the server's chat template"
+    notes.append(f"genai-perf: prompt tokens of {missing} of {len(rows)} requests: {fill} "
+                 f"from {source}")
+    return np.array([fill if r.input_tokens is None else r.input_tokens for r in rows],
+                    dtype=np.float64)
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -434,15 +772,12 @@ def read_table(path: Path, df: pd.DataFrame) -> BenchRun:
 
 def _aggregate_only(path: Path, doc: Any) -> None:
     """Reject summary exports with a message saying which file holds per-request data."""
-    if isinstance(doc, Mapping) and "experiments" in doc:
-        raise _fail(path, "per-request token counts", None,
-                    "missing: genai-perf's profile_export.json holds request and response "
-                    "text without token counts; export per-request records with aiperf "
-                    "(profile_export.jsonl) or as a per-request CSV")
     if isinstance(doc, Mapping) and ("time_to_first_token" in doc or "request_latency" in doc):
         raise _fail(path, "per-request records", None,
-                    "missing: this is an aggregate summary (e.g. profile_export_aiperf.json); "
-                    "use aiperf's profile_export.jsonl")
+                    "missing: this is an aggregate summary (profile_export_aiperf.json or "
+                    "genai-perf's profile_export_genai_perf.json); use the per-request export "
+                    "next to it: aiperf's profile_export.jsonl or genai-perf's "
+                    "profile_export.json")
 
 
 def _records(path: Path, doc: Any) -> list[Mapping[str, Any]] | None:
@@ -466,12 +801,27 @@ def _from_records(path: Path, records: list[Any]) -> BenchRun:
     return read_table(path, pd.DataFrame.from_records(records))
 
 
-def read_bench(path: str | Path) -> BenchRun:
+def _with_override(run: BenchRun, input_tokens: int) -> BenchRun:
+    """Say that ``input_tokens`` was not used: the format counts every prompt."""
+    if not input_tokens:
+        return run
+    note = f"input_tokens={input_tokens} ignored: {run.format} files count every prompt"
+    return replace(run, notes=(*run.notes, note))
+
+
+def read_bench(path: str | Path, *, input_tokens: int = 0) -> BenchRun:
     """Read a benchmark result file in any supported format (see the module docstring).
 
+    ``input_tokens`` (> 0) is the prompt length of every request a genai-perf export has
+    no count for; other formats count every prompt and ignore it (with a note).
     Raises ConfigError naming the file and what is missing when the file cannot be read
     or matches no format.
     """
+    if isinstance(input_tokens, bool) or not isinstance(input_tokens, int | np.integer) \
+            or input_tokens < 0:
+        raise ConfigError("input_tokens", input_tokens, "a whole number >= 0 (0: the file's "
+                          "counts)")
+    input_tokens = int(input_tokens)
     p = Path(path)
     if not p.is_file():
         raise ConfigError("bench", str(p), "no such file")
@@ -482,8 +832,9 @@ def read_bench(path: str | Path) -> BenchRun:
             if {"metric", "avg"} <= {c.strip().lower() for c in df.columns}:
                 raise _fail(p, "per-request records", None,
                             "missing: this CSV holds aggregate statistics (one row per "
-                            "metric); use per-request records (aiperf profile_export.jsonl)")
-            return read_table(p, df)
+                            "metric); use per-request records (aiperf's profile_export.jsonl "
+                            "or genai-perf's profile_export.json)")
+            return _with_override(read_table(p, df), input_tokens)
         text = p.read_text()
     except (OSError, UnicodeDecodeError, pd.errors.ParserError,
             pd.errors.EmptyDataError) as err:
@@ -496,19 +847,22 @@ def read_bench(path: str | Path) -> BenchRun:
                     records.append(json.loads(line))
                 except ValueError as err:
                     raise _fail(p, f"line {i + 1}", line[:60], f"is not JSON: {err}") from err
-        return _from_records(p, records)
+        return _with_override(_from_records(p, records), input_tokens)
     try:
         doc = json.loads(text)
     except ValueError as err:
         raise ConfigError("bench", str(p), "is neither JSON, JSON Lines (.jsonl) nor CSV "
                           f"(.csv): {err}") from err
     if _is_vllm(doc):
-        return read_vllm_bench(p, doc)
+        return _with_override(read_vllm_bench(p, doc), input_tokens)
+    if _is_genai_perf(doc):
+        return read_genai_perf(p, doc, input_tokens=input_tokens)
     _aggregate_only(p, doc)
     records = _records(p, doc)
     if records is None:
         keys = ", ".join(sorted(doc)[:12]) if isinstance(doc, Mapping) else type(doc).__name__
         raise _fail(p, "format", keys, "not recognised: expected a vLLM benchmark result "
-                    "(input_lens, output_lens, ttfts, itls), aiperf records (metadata, metrics) "
-                    "or a list of per-request objects")
-    return _from_records(p, records)
+                    "(input_lens, output_lens, ttfts, itls), aiperf records (metadata, metrics), "
+                    "a genai-perf profile_export.json (experiments) or a list of per-request "
+                    "objects")
+    return _with_override(_from_records(p, records), input_tokens)

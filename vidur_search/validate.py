@@ -3,8 +3,10 @@
     python -m vidur_search.validate bench=results.json model=llama-3.1-8b sku=h100-sxm \\
         tp=1 scheduler=vllm_v1 scheduler.max_batch_size=128 scheduler.chunk_size=2048
 
-``bench`` is a vLLM benchmark_serving result JSON, an aiperf ``profile_export.jsonl`` or a
-per-request CSV/JSONL (``vidur_search.bench_formats``). The simulation serves the same
+``bench`` is a vLLM benchmark_serving result JSON, an aiperf ``profile_export.jsonl``, a
+genai-perf ``profile_export.json`` or a per-request CSV/JSONL
+(``vidur_search.bench_formats``); ``input_tokens=N`` gives the prompt length of every
+request when a genai-perf export does not count it. The simulation serves the same
 requests (prompt and output tokens from the file, in send order) with the same kind of
 load (``workload_for``; the ``load`` line says which and why): a concurrency cap without
 a finite request rate (vLLM ``--max-concurrency``, aiperf ``--concurrency``) is a closed
@@ -257,12 +259,13 @@ def simulation_for(bench: BenchRun, *, model: str, sku: str, tp: int = 1, pp: in
     return SimulationConfig.from_dict(cfg), table, load
 
 
-def run_validation(bench_path: str | Path, **deployment: Any
+def run_validation(bench_path: str | Path, *, input_tokens: int = 0, **deployment: Any
                    ) -> tuple[pd.DataFrame, BenchRun, SimulationResult, str]:
-    """Read ``bench_path``, simulate it on ``deployment`` (``simulation_for``'s keywords);
-    returns (comparison table, the benchmark, the simulation result, load description)."""
+    """Read ``bench_path`` (``input_tokens`` as ``read_bench``), simulate it on
+    ``deployment`` (``simulation_for``'s keywords); returns (comparison table, the
+    benchmark, the simulation result, load description)."""
     _check_load(deployment.get("load", "auto"), deployment.get("concurrency", 0))
-    bench = read_bench(bench_path)
+    bench = read_bench(bench_path, input_tokens=input_tokens)
     cfg, table, load = simulation_for(bench, **deployment)
     result = simulate(cfg, requests=table)
     return compare(measured_metrics(bench), simulated_metrics(result)), bench, result, load
@@ -287,7 +290,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
         execution=plain["execution"], router=plain["router"], node=plain["node"],
         catalogue=plain["catalogue"], seed=plain["seed"], engine=plain["engine"],
         precision=plain.get("precision"), load=plain.get("load", "auto"),
-        concurrency=plain.get("concurrency", 0))
+        concurrency=plain.get("concurrency", 0), input_tokens=plain.get("input_tokens", 0))
     s = result.summary["counts"]
     print(f"bench      {bench.path} ({bench.format}, {len(bench)} requests"
           + (f", {bench.failed} failed left out" if bench.failed else "") + ")")
