@@ -27,12 +27,9 @@ with experts split over GPUs (``moe_ep > 1``: experts per GPU, which no feature 
 are counted and left out.
 
 ``attention_mixed`` (a prefill chunk and decodes in one call) is fitted as
-``ProfiledModel._mixed_decode_sources`` does: the decodes' share of the call (the mixed
-time minus the same chunk alone, from the model's ``attention_prefill`` rows; median over
-the prior contexts) for up to ``MIXED_CHUNKS`` chunk sizes of the training rows, each a
-decode-attention fit over (decodes, KV length), interpolated in log2 of the chunk between
-them. A held-out row is predicted as its chunk alone (measured) plus that share, so its
-APE is the share's error relative to the whole mixed call.
+``ProfiledModel._mixed_source`` fits it: the whole call over (chunk, prior context,
+decodes, KV length) (the engine prices the decodes' share as that fit less its price of
+the chunk alone, so a single-chunk batch costs the fit); the APE is the whole call's.
 
 Every dtype the importers write is included (Vidur's fp16; aiconfigurator's bf16 and fp8;
 LLMServingSim's bf16), each table fitted on its own. Tables larger than ``--max-rows``
@@ -45,9 +42,7 @@ the noise floor; LLMServingSim publishes only the mean of its 3 calls, so its ta
 have none), the rows used, the fit time and the models the grid search chose; the same
 per source (vidur, aic, lss); for GEMM tables measured once per shape, the spread of the
 rows of at most 16 tokens (one row tile) around the median of their (n, k), the noise
-floor there; for mixed attention, the error left when each (chunk, decodes, KV length) is
-given the exact median share of all its rows (the part the prior context explains, which
-the engine's share model does not see). The last line is
+floor there. The last line is
 ``predictor_accuracy median_ape=<x> p95_ape=<y> extrap_median_ape=<z>`` (percent, pooled
 over every held-out row).
 """
@@ -61,7 +56,6 @@ import sys
 import tempfile
 import time
 import warnings
-from bisect import bisect_right
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
@@ -83,12 +77,10 @@ from simulator.execution.predictors import (  # noqa: E402
     select,
     training_rows,
 )
-from simulator.execution.profiled import MIXED_CHUNKS  # noqa: E402
 from simulator.profiles import ProfileStore  # noqa: E402
 
 TARGET = "median_us"
 MIXED = "attention_mixed"
-HEADS = ("n_q_heads", "n_kv_heads", "head_dim")
 # aiconfigurator's MoE rows: one table per value of these (what a model's profile fixes)
 MOE_KEYS = ("experts", "topk", "distribution")
 # family -> the columns whose upper 20% of rows are held out in the extrapolation split
@@ -109,18 +101,6 @@ class Table(NamedTuple):
     family: str
     rows: pd.DataFrame
     source_rows: int  # rows of the source table for this operator, before any cap or drop
-
-
-def _with_alone(mixed: pd.DataFrame, prefill: pd.DataFrame | None) -> pd.DataFrame:
-    """Mixed rows with ``alone_us``: the same chunk alone (median over the model's prefill
-    rows of one sequence at that chunk and prior context), as ProfiledModel joins them;
-    rows without one are dropped (the engine has no share for them either)."""
-    if prefill is None:
-        return mixed.iloc[:0].assign(alone_us=np.array([], dtype=float))
-    alone = (prefill[prefill["batch_size"] == 1].groupby(["chunk_tokens", "prior_kv"])
-             ["mean_us"].median().rename("alone_us"))
-    j = mixed.join(alone, on=["chunk_tokens", "prior_kv"])
-    return j.dropna(subset=["alone_us"]).reset_index(drop=True)
 
 
 def load_tables(reference: Path, dest: Path) -> tuple[list[Table], list[str]]:
@@ -152,9 +132,11 @@ def load_tables(reference: Path, dest: Path) -> tuple[list[Table], list[str]]:
             where = e.model or (f"network-{e.node}" if e.node else "ops")
             tag = f"{sub}:{e.device}/{where}/tp{e.tp}/{e.dtype}"
             if e.family == MIXED:
-                p = prefill.get((e.device, e.model, e.tp, e.dtype))
-                rows = _with_alone(df, pd.read_parquet(p) if p else None)
-                added.append(Table(f"{tag}:{MIXED}", MIXED, rows, len(df)))
+                if (e.device, e.model, e.tp, e.dtype) in prefill:  # the engine needs both
+                    added.append(Table(f"{tag}:{MIXED}", MIXED, df, len(df)))
+                else:
+                    notes.append(f"{tag}:{MIXED}: no attention_prefill beside it, which the "
+                                 "engine needs to use it (not evaluated)")
                 continue
             if e.family not in FAMILY_FEATURES:
                 notes.append(f"{tag}: family {e.family} has no predictor (not evaluated)")
@@ -184,8 +166,6 @@ def _ape(pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
 def _fit_eval(rows: pd.DataFrame, family: str, train: np.ndarray, test: np.ndarray,
               params: PredictorParams) -> tuple[np.ndarray, float, list[str]]:
     """Held-out APEs (%), fit seconds and the kinds of model the grid search chose."""
-    if family == MIXED:
-        return _fit_eval_mixed(rows, train, test, params)
     cols = list(FAMILY_FEATURES[family].columns)
     tr, te = rows.iloc[train], rows.iloc[test]
     res = select(tr[cols], tr[TARGET].to_numpy(), family, params)
@@ -193,65 +173,8 @@ def _fit_eval(rows: pd.DataFrame, family: str, train: np.ndarray, test: np.ndarr
     return _ape(pred, te[TARGET].to_numpy()), res.seconds, [model_name(res.predictor)]
 
 
-def mixed_chunks(chunks: np.ndarray) -> np.ndarray:
-    """The chunk sizes ProfiledModel fits a share table at: all, or ``MIXED_CHUNKS`` of
-    them spread over the range in log2."""
-    chunks = np.unique(chunks)
-    if len(chunks) > MIXED_CHUNKS:
-        want = np.linspace(np.log2(chunks[0]), np.log2(chunks[-1]), MIXED_CHUNKS)
-        chunks = np.unique([chunks[np.argmin(np.abs(np.log2(chunks) - w))] for w in want])
-    return chunks
-
-
-def _fit_eval_mixed(rows: pd.DataFrame, train: np.ndarray, test: np.ndarray,
-                    params: PredictorParams) -> tuple[np.ndarray, float, list[str]]:
-    """Fit the decodes' share of a mixed call on the training rows as ProfiledModel does
-    (module docstring); APE of (chunk alone + predicted share) on the held-out rows."""
-    tr, te = rows.iloc[train], rows.iloc[test]
-    share = (tr.assign(share=tr["mean_us"] - tr["alone_us"])
-             .groupby(["chunk_tokens", "batch_size", "kv_len"])["share"].median())
-    chunks = mixed_chunks(share.index.get_level_values(0).to_numpy())
-    heads = {c: float(tr[c].iloc[0]) for c in HEADS}
-    cols = list(FAMILY_FEATURES["attention_decode"].columns)
-    Xte = te.assign(**heads)[cols]
-    preds, secs, kinds = [], 0.0, []
-    for c in chunks.tolist():
-        part = share.xs(c, level="chunk_tokens")
-        X = pd.DataFrame({**{k: np.full(len(part), v) for k, v in heads.items()},
-                          "batch_size": part.index.get_level_values(0).to_numpy(),
-                          "kv_len": part.index.get_level_values(1).to_numpy()})
-        # a decode or two of a short context add nothing measurable: floored at 0.1 us
-        res = select(X[cols], np.maximum(part.to_numpy(), 0.1), "attention_decode", params)
-        preds.append(res.predict(Xte))
-        secs += res.seconds
-        kinds.append(model_name(res.predictor))
-    # ProfiledModel._decode_attn: linear in log2(chunk) between the tables, ends held
-    lc = np.log2(chunks.astype(np.float64)).tolist()
-    s_pred = np.empty(len(te))
-    for j, c in enumerate(np.log2(te["chunk_tokens"].to_numpy(dtype=np.float64))):
-        i = bisect_right(lc, c) - 1
-        if i < 0 or i >= len(lc) - 1:
-            s_pred[j] = preds[0 if i < 0 else -1][j]
-        else:
-            w = (c - lc[i]) / (lc[i + 1] - lc[i])
-            s_pred[j] = preds[i][j] + w * (preds[i + 1][j] - preds[i][j])
-    return _ape(te["alone_us"].to_numpy() + s_pred, te[TARGET].to_numpy()), secs, kinds
-
-
-def mixed_floor(rows: pd.DataFrame) -> np.ndarray:
-    """APE (%) of every mixed row priced with the exact median share of its (chunk,
-    decodes, KV length) over all rows (held-out ones included): the error left by the
-    engine's share model, which does not see the prefill's prior context (diagnostic
-    only; nothing is fitted on it)."""
-    share = rows["mean_us"] - rows["alone_us"]
-    med = share.groupby([rows["chunk_tokens"], rows["batch_size"], rows["kv_len"]]
-                        ).transform("median")
-    return _ape(rows["alone_us"].to_numpy() + np.maximum(med.to_numpy(), 0.1),
-                rows[TARGET].to_numpy())
-
-
 def kinds_text(kinds: list[str]) -> str:
-    """``forest`` or, for several fits (mixed attention's chunk tables), ``forest x5, ...``."""
+    """``forest`` or, for several fits of one split, ``forest x5, piecewise log x3``."""
     if len(kinds) == 1:
         return kinds[0]
     return ", ".join(f"{k} x{v}" for k, v in Counter(kinds).most_common())
@@ -325,12 +248,10 @@ def run(reference: Path, max_rows: int, seed: int, quick: bool,
         ape, secs, kinds = _fit_eval(rows, family, perm[:cut], perm[cut:], params)
         plateau = (plateau_spread(rows) if operator_of(label) == "gemm"
                    and rows["count"].max() == 1 else np.array([]))
-        floor = mixed_floor(rows) if family == MIXED else np.array([])
         base = {"table": label, "op": operator_of(label), "source": source_of(label),
                 "rows": n, "source_rows": source_rows}
         records.append({**base, "split": "random", "ape": ape, "fit_s": secs, "kinds": kinds,
-                        "spread": repeat_spread(rows.iloc[perm[cut:]]), "plateau": plateau,
-                        "floor": floor})
+                        "spread": repeat_spread(rows.iloc[perm[cut:]]), "plateau": plateau})
         for col in EXTRAPOLATE.get(family, ()):
             v = rows[col].to_numpy()
             thr = np.quantile(v, 0.8)
@@ -340,8 +261,7 @@ def run(reference: Path, max_rows: int, seed: int, quick: bool,
                 continue
             ape, secs, kinds = _fit_eval(rows, family, train, test, params)
             records.append({**base, "split": f"extrapolate:{col}", "ape": ape, "fit_s": secs,
-                            "kinds": kinds, "spread": np.array([]), "plateau": np.array([]),
-                            "floor": np.array([])})
+                            "kinds": kinds, "spread": np.array([]), "plateau": np.array([])})
     return pd.DataFrame(records), notes
 
 
@@ -408,10 +328,6 @@ def main() -> None:
         a = np.concatenate(rnd[rnd["table"] == r.table]["ape"].to_list())
         print(f"{r.table}: P95 APE {np.percentile(a, 95):.2f}%, spread of the <= 16-token "
               f"plateau P95 {np.percentile(r.plateau, 95):.1f}%")
-    for r in rnd[rnd["floor"].map(len) > 0].itertuples():
-        print(f"{r.table}: P95 APE {np.percentile(r.ape, 95):.2f}%; with the exact median "
-              f"share of each (chunk, decodes, KV length) over all rows, P95 "
-              f"{np.percentile(r.floor, 95):.1f}% (median {np.median(r.floor):.2f}%)")
     ext = res[res["split"] != "random"]
     for split, part in ext.groupby("split"):
         print(f"{split}: median APE {np.median(np.concatenate(part['ape'].to_list())):.2f}%")

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from simulator.execution.predictors import PredictorParams
-from simulator.execution.profiled import MIXED_CHUNKS
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -40,40 +39,21 @@ def _mixed(prior_effect: float = 0.0) -> pd.DataFrame:
         "prior_kv"]
     t = alone + share
     return df.assign(n_q_heads=32, n_kv_heads=8, head_dim=128, min_us=t, median_us=t,
-                     mean_us=t, max_us=t, std_us=0.0, count=3, alone_us=alone)
+                     mean_us=t, max_us=t, std_us=0.0, count=3)
 
 
-def test_mixed_chunks_spread_over_the_range(pa) -> None:
-    chunks = np.array([16, 24, 32, 36, 54, 64, 81, 122, 128, 182, 256, 273, 410, 512, 615,
-                       923, 1024, 1384, 2048])
-    got = pa.mixed_chunks(chunks)
-    assert len(got) <= MIXED_CHUNKS and got[0] == 16 and got[-1] == 2048
-    np.testing.assert_array_equal(pa.mixed_chunks(np.array([64, 16, 16])), [16, 64])
-
-
-def test_mixed_share_fit_and_floor(pa) -> None:
-    rows = _mixed()
-    n = len(rows)
-    perm = np.random.default_rng(0).permutation(n)
-    cut = round(0.8 * n)
-    ape, secs, kinds = pa._fit_eval(rows, pa.MIXED, perm[:cut], perm[cut:],
-                                    PredictorParams(seed=0))
-    assert len(ape) == n - cut and secs > 0
-    assert len(kinds) == len(pa.mixed_chunks(rows["chunk_tokens"].to_numpy()))
-    assert np.median(ape) < 3.0
-    np.testing.assert_allclose(pa.mixed_floor(rows), 0.0, atol=1e-9)
-    # a share that grows with the prior context is beyond the engine's model: the floor
-    # shows it
-    assert np.percentile(pa.mixed_floor(_mixed(prior_effect=0.05)), 95) > 5.0
-
-
-def test_with_alone_joins_single_sequence_prefill(pa) -> None:
-    mixed = _mixed().drop(columns="alone_us").head(10)
-    pre = pd.DataFrame({"batch_size": [1, 1, 2], "chunk_tokens": [16, 16, 16],
-                        "prior_kv": [0, 0, 0], "mean_us": [5.0, 7.0, 100.0]})
-    got = pa._with_alone(mixed, pre)
-    assert len(got) == 10 and (got["alone_us"] == 6.0).all()  # median of the batch-1 rows
-    assert pa._with_alone(mixed, None).empty
+def test_mixed_call_fit_sees_the_prior_context(pa) -> None:
+    """The whole mixed call is fitted, prior context included: a share that grows with the
+    prior context (which the old per-chunk share model averaged away) is still predicted."""
+    for effect in (0.0, 0.05):
+        rows = _mixed(prior_effect=effect)
+        n = len(rows)
+        perm = np.random.default_rng(0).permutation(n)
+        cut = round(0.8 * n)
+        ape, secs, kinds = pa._fit_eval(rows, pa.MIXED, perm[:cut], perm[cut:],
+                                        PredictorParams(seed=0))
+        assert len(ape) == n - cut and secs > 0 and len(kinds) == 1
+        assert np.median(ape) < 2.0 and np.percentile(ape, 95) < 8.0, (effect, kinds)
 
 
 def test_repeat_spread_needs_published_spread(pa) -> None:
@@ -99,8 +79,7 @@ def test_load_tables_covers_what_the_engine_fits(pa, tmp_path: Path) -> None:
     assert any(t.label.startswith("lss:") and t.label.endswith(":moe_experts") for t in tables)
     assert any("moe_ep > 1" in n for n in notes)
     mixed = [t for t in tables if t.family == pa.MIXED]
-    assert mixed and all(len(t.rows) == t.source_rows and t.rows["alone_us"].notna().all()
-                         for t in mixed)
+    assert mixed and all(len(t.rows) == t.source_rows for t in mixed)
     # the tables of the first version keep their order ahead of the added ones
     first_added = next(i for i, t in enumerate(tables)
                        if t.label.startswith("lss:") or t.label.endswith(":moe_experts"))

@@ -460,22 +460,29 @@ def test_mixed_batches_cost_the_measured_mixed_call(reference_dir: Path,
     params = ProfiledParams(store=(str(tmp_path / "store"),), fallback="calibrated",
                             cache_dir=str(tmp_path / "cache"))
     pm = ProfiledModel(spec, sku, cat.node("rtx-pro-6000-pcie"), 1, 1, params, max_batch=128,
-                       max_tokens=4096)
+                       max_tokens=16384)
     assert "attention_mixed" in pm.sources
     attn = pd.read_csv(src / "profiles/RTXPRO6000/meta-llama/Llama-3.1-8B/bf16/tp1/"
                        "attention.csv").set_index(["prefill_chunk", "kv_prefill", "n_decode",
                                                     "kv_decode"])["time_us"]
     errs, gain = [], []
     for c in (256, 1024, 2048):
-        for n in (8, 32, 128):
-            for kv in (512, 2048):
-                parts = pm.breakdown([c], [0], [kv + 1] * n)[0]
-                sim = (parts["attention_prefill"] + parts["attention_decode"]) / 32 * 1e6
-                errs.append(abs(sim / attn[(c, 0, n, kv)] - 1))
-                alone = pm._decode_attn(n, n * (kv + 1))  # as in a decode-only batch
-                gain.append(parts["attention_decode"] / 32 / alone)
-    assert np.median(errs) < 0.05 and max(errs) < 0.2, errs
-    assert min(gain) > 1.0 and np.median(gain) > 1.2, gain
+        for p in (0, 1024, 8192):  # the chunk's prior context changes the call too
+            for n in (8, 32, 128):
+                for kv in (512, 2048):
+                    parts = pm.breakdown([c], [p], [kv + 1] * n)[0]
+                    sim = (parts["attention_prefill"] + parts["attention_decode"]) / 32 * 1e6
+                    errs.append(abs(sim / attn[(c, p, n, kv)] - 1))
+                    alone = pm._decode_attn(n, n * (kv + 1))  # as in a decode-only batch
+                    gain.append(parts["attention_decode"] / 32 / alone)
+    assert np.median(errs) < 0.03 and max(errs) < 0.1, sorted(errs)[-5:]
+    # the decodes cost more than in a decode-only call (their share is the whole call's
+    # fit less the chunk's, so a few decodes beside a long chunk are within its error)
+    assert np.median(gain) > 1.2 and min(gain) > 0.5, sorted(gain)
+    # between the grid's prior contexts the share is interpolated, not held
+    a, b = (pm.breakdown([1024], [q], [2049] * 32)[0]["attention_decode"] for q in (1024, 4096))
+    mid = pm.breakdown([1024], [2048], [2049] * 32)[0]["attention_decode"]
+    assert min(a, b) <= mid <= max(a, b) and a != b
 
 
 # --------------------------------------------------------------------------- run.py

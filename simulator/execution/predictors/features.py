@@ -52,6 +52,16 @@ FAMILY_FEATURES = {
         "kv_len",
         ("n_q_heads", "n_kv_heads", "head_dim", "batch_size"),
     ),
+    # one attention call over a prefill chunk (of prior context prior_kv) and batch_size
+    # decodes of kv_len tokens each: the whole call is fitted, its decodes' share taken
+    # against the prefill's own fit (ProfiledModel)
+    "attention_mixed": FamilyFeatures(
+        "attention_mixed",
+        ("n_q_heads", "n_kv_heads", "head_dim", "chunk_tokens", "prior_kv", "batch_size",
+         "kv_len"),
+        "kv_len",
+        ("n_q_heads", "n_kv_heads", "head_dim", "chunk_tokens", "prior_kv", "batch_size"),
+    ),
     "collective": FamilyFeatures(
         "collective", ("num_gpus", "gpus_per_node", "size_bytes"), "size_bytes",
         ("num_gpus", "gpus_per_node"),
@@ -105,6 +115,15 @@ def tree_features(family: str, X: pd.DataFrame) -> np.ndarray:
                 # KV head, attended pairs per head and (sequence, head) pairs
                 log(B * q * np.ceil(ch / 128)), log(q / kv), log(ch * (p + (ch + 1) / 2)),
                 log(B * q)]
+    elif family == "attention_mixed":
+        ch, p, B, L = c["chunk_tokens"], c["prior_kv"], c["batch_size"], c["kv_len"]
+        q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
+        pairs = ch * (p + (ch + 1) / 2)  # the chunk's attended (query, key) pairs per head
+        cols = [log(ch), log(p + 1), log(B), log(L), log(B * L), log(q), log(kv), log(hd),
+                log(pairs * q * hd), log((p + ch) * kv * hd), log(q * np.ceil(ch / 128)),
+                log(B * L * kv * hd), log(B * kv), log(q / kv),
+                # the decodes' work relative to the chunk's: which one the call waits on
+                log(B * L * kv / (pairs * q / 64 + (p + ch) * kv))]
     elif family == "collective":
         n, g, s = c["num_gpus"], c["gpus_per_node"], c["size_bytes"]
         cols = [log(s), log(n), log(g), log(s * (n - 1) / n + 1.0)]
@@ -129,6 +148,11 @@ def base_basis(family: str, X: pd.DataFrame) -> np.ndarray:
         q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
         cols = [one, B, B * ch * q * hd, B * ch * (2 * p + ch + 1) * q * hd,
                 B * (p + ch) * kv * hd]
+    elif family == "attention_mixed":  # the chunk's prefill terms plus the decodes'
+        ch, p, B, L = c["chunk_tokens"], c["prior_kv"], c["batch_size"], c["kv_len"]
+        q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
+        cols = [one, ch * q * hd, ch * (2 * p + ch + 1) * q * hd, (p + ch) * kv * hd,
+                B, B * kv, B * L * kv * hd, B * L * q * hd]
     elif family == "collective":
         n, g, s = c["num_gpus"], c["gpus_per_node"], c["size_bytes"]
         ring = s * (n - 1) / n

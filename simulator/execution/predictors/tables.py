@@ -130,4 +130,45 @@ class OctaveTable:
         return self.values[row, j] + w * self.slopes[row, j]
 
 
-__all__ = ["OctaveAxis", "OctaveTable", "TokenTable", "integer_points"]
+class SparseRowTable(OctaveTable):
+    """An :class:`OctaveTable` that keeps only its grid's rows and interpolates between
+    them at lookup (two axis lookups instead of one): for many tables of one shape (a
+    mixed call's per-(chunk, prior context) tables), memory per table stays at the grid's
+    size instead of every integer row."""
+
+    def __init__(self, row_points: np.ndarray, axis: OctaveAxis, grid: np.ndarray,
+                 rows: int) -> None:
+        rp = np.asarray(row_points, dtype=np.int64)
+        if len(rp) < 1 or rp[0] > 0 or rp[-1] < rows or np.any(np.diff(rp) <= 0):
+            # rows below the first point repeat it; beyond the last, the last
+            rp = np.unique(np.concatenate([[0], rp, [rows]]))
+            grid = np.asarray(grid, dtype=np.float64)
+            src = np.asarray(row_points, dtype=np.float64)
+            grid = np.column_stack([np.interp(rp, src, grid[:, j])
+                                    for j in range(grid.shape[1])])
+        super().__init__(np.arange(len(rp)), axis, grid, len(rp) - 1)
+        self.rows = int(rows)
+        r = np.arange(self.rows + 1)
+        i = np.clip(np.searchsorted(rp, r, side="right") - 1, 0, len(rp) - 2)
+        w = (r - rp[i]) / (rp[i + 1] - rp[i])
+        self._map: list[tuple[int, float]] = list(zip(i.tolist(), w.tolist(), strict=True))
+
+    def lookup(self, row: int, x: float) -> float:
+        """Value at integer ``row`` and ``1 <= x <= axis.upper``."""
+        j, w = self.axis.locate(x)
+        i, wr = self._map[row]
+        v, s = self._v, self._s
+        a = v[i][j] + w * s[i][j]
+        return a + wr * (v[i + 1][j] + w * s[i + 1][j] - a) if wr else a
+
+    def lookup_row(self, row: int, x: np.ndarray) -> np.ndarray:
+        """:meth:`lookup` for many ``x`` in one row."""
+        j, w = self.axis.locate_many(x)
+        i, wr = self._map[row]
+        a = self.values[i, j] + w * self.slopes[i, j]
+        if not wr:
+            return a
+        return a + wr * (self.values[i + 1, j] + w * self.slopes[i + 1, j] - a)
+
+
+__all__ = ["OctaveAxis", "OctaveTable", "SparseRowTable", "TokenTable", "integer_points"]
