@@ -207,6 +207,11 @@ def test_presets_set_the_per_step_cpu_overhead() -> None:
            for c in (old, new)]
     assert cpu[0] == pytest.approx(2.0e-3 + 256 * 1.5e-5)
     assert cpu[1] == pytest.approx(7.5e-4 + 256 * 3.0e-6)
+    # v1 runs mixed batches through piecewise graphs / compiled kernels: no per-kernel
+    # launch cost (v0 launches every kernel of a prefill step)
+    launch = [build_execution_model(c).breakdown([512], [0], [1000] * 8)[0]["launch"]
+              for c in (old, new)]
+    assert launch[0] > 1e-3 and launch[1] == 0.0
     # other knobs of execution.roofline still apply next to a preset's
     tuned = cfg("vllm_0_8", execution={"roofline": {"gemm_efficiency": 0.8}})
     assert tuned.execution.roofline.gemm_efficiency == 0.8
