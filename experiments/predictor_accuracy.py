@@ -18,8 +18,9 @@ as ``simulator.execution.profiled`` fits it:
   sizes and of batch sizes (prefill attention), of KV lengths and of decode counts
   (mixed attention) (each a separate fit).
 
-``moe_experts`` is its own operator with the ``layer_ops`` features (tokens, n, k), as
-``ProfiledModel`` fits a model's MoE rows. A model's profile holds one expert count, top-k
+``moe_experts`` is its own operator with its own features (tokens, n, k, experts, top-k:
+the experts the routed tokens touch set the weights read), as ``ProfiledModel`` fits a
+model's MoE rows. A model's profile holds one expert count, top-k
 and routing with every expert on the GPU (``_build_ep`` scales for expert parallelism), so
 aiconfigurator's MoE sweep is fitted as one table per (experts, top-k, routing
 distribution) of its ``moe_ep = 1`` rows (the ``moe_tp`` slices differ in ``n``); its rows
@@ -74,6 +75,7 @@ from simulator.execution.predictors import (  # noqa: E402
     ForestPredictor,
     PiecewiseLinearPredictor,
     PredictorParams,
+    op_family,
     select,
     training_rows,
 )
@@ -86,6 +88,7 @@ MOE_KEYS = ("experts", "topk", "distribution")
 # family -> the columns whose upper 20% of rows are held out in the extrapolation split
 EXTRAPOLATE = {
     "layer_ops": ("num_tokens",),
+    "moe_experts": ("num_tokens",),
     "collective": ("size_bytes",),
     "cpu_overhead": ("batch_size",),
     "attention_decode": ("kv_len", "batch_size"),
@@ -152,9 +155,10 @@ def load_tables(reference: Path, dest: Path) -> tuple[list[Table], list[str]]:
                         e_, k_, d_ = key
                         added.append(Table(
                             f"{sub}:{e.device}/{where}-e{e_}-top{k_}-{d_}/tp{e.tp}/{e.dtype}"
-                            f":{label}", e.family, part.reset_index(drop=True), len(part)))
+                            f":{label}", "moe_experts", part.reset_index(drop=True),
+                            len(part)))
                     continue
-                t = Table(f"{tag}:{label}", e.family, rows, len(rows))
+                t = Table(f"{tag}:{label}", op_family(e.family, op), rows, len(rows))
                 (out if sub != "lss" and op != "moe_experts" else added).append(t)
     return out + added, notes
 

@@ -119,6 +119,33 @@ def test_predictors_extrapolate_along_the_base() -> None:
         assert np.median(ape(p, y[~lo])) < 3, type(pred).__name__
 
 
+def test_moe_rows_are_fitted_on_the_experts_their_tokens_touch() -> None:
+    """A MoE layer reads the weights of the experts its routed tokens touch (which grows
+    with the tokens until every expert is hit), then computes on the routed tokens: its
+    own family (experts and top-k as features) follows that beyond the fitted tokens;
+    the GEMM features of the other layer_ops rows (one weight matrix) cannot."""
+    from simulator.execution.predictors import fit_profile
+    from simulator.execution.predictors.features import touched_experts
+
+    T = np.unique(np.round(np.geomspace(1, 16384, 40)))
+    E, K, n, k = 64, 4, 1536, 2048
+    t = 4.0 + 0.002 * touched_experts(T, E, K) * n * k / 1e3 + 2e-7 * T * K * n * k / 1e3
+    moe = pd.DataFrame({"op": "moe_experts", "num_tokens": T, "n": n, "k": k, "experts": E,
+                        "topk": K, "median_us": t})
+    dense = pd.DataFrame({"op": "o_proj", "num_tokens": T, "n": 4096, "k": 4096, "experts": 0,
+                          "topk": 0, "median_us": 3.0 + 0.01 * T})
+    lo = T <= 2048
+    got = fit_profile(pd.concat([moe[lo], dense], ignore_index=True), "layer_ops", FAST)
+    assert got["moe_experts"].predictor.family == "moe_experts"
+    assert got["o_proj"].predictor.family == "layer_ops"
+    pred = got["moe_experts"].predict(moe[~lo][["num_tokens", "n", "k", "experts", "topk"]])
+    assert np.median(ape(pred, t[~lo])) < 5
+    assert touched_experts(np.array([1.0]), np.array([64.0]), np.array([4.0]))[0] == \
+        pytest.approx(4.0)
+    assert touched_experts(np.array([1e5]), np.array([64.0]), np.array([4.0]))[0] == \
+        pytest.approx(64.0)
+
+
 def decode_two_head_shapes() -> pd.DataFrame:
     """Decode attention that is flat until the (sequence, KV head) pairs fill a GPU of
     132 SMs, then linear in them: one KV head (GQA) and eight, batches 1..1024."""

@@ -340,9 +340,8 @@ class ProfiledModel(ExecutionModel):
                 return fallback_values
             self.sources[op] = layer.origin
             n, k = shapes[op]
-            X = pd.DataFrame({"num_tokens": T, "n": n, "k": k})
-            return self._anchored(layer, op, "num_tokens", X,
-                                  lambda x: self._op_roofline(x, n, k))
+            return self._anchored(layer, op, "num_tokens", self._layer_X(op, Tf, n, k),
+                                  self._layer_roof(op, n, k))
 
         norm1_fb = (2 * h * dt * Tf + h * dt) / bw
         parts = {
@@ -477,9 +476,9 @@ class ProfiledModel(ExecutionModel):
         Te = Gf / ep  # tokens of the profile with the same routed tokens per GPU
         if layer.has("moe_experts") and self.tp == 1:  # measured with whole experts
             n, k = shapes["moe_experts"]
-            X = pd.DataFrame({"num_tokens": Te, "n": n, "k": k})
-            measured = self._anchored(layer, "moe_experts", "num_tokens", X,
-                                      lambda x: self._op_roofline(x, n, k))
+            measured = self._anchored(layer, "moe_experts", "num_tokens",
+                                      self._layer_X("moe_experts", Te, n, k),
+                                      self._layer_roof("moe_experts", n, k))
             ratio = (np.asarray(fb._moe_roofline(Te, Gf, ep, np.maximum))
                      / np.asarray(fb._moe_roofline(Te, Te, 1, np.maximum)))
             moe = measured * ratio
@@ -514,6 +513,22 @@ class ProfiledModel(ExecutionModel):
         if moved.any():
             out[moved] *= roof(x[moved]) / roof(c[moved])
         return out
+
+    def _layer_X(self, op: str, T: np.ndarray, n: int, k: int) -> pd.DataFrame:
+        """A ``layer_ops`` predictor's input for ``op`` at tokens ``T`` (MoE rows also
+        carry the model's expert count and top-k)."""
+        X = pd.DataFrame({"num_tokens": T, "n": n, "k": k})
+        if op == "moe_experts":
+            X["experts"], X["topk"] = self.model.num_experts, self.model.experts_top_k
+        return X
+
+    def _layer_roof(self, op: str, n: int, k: int) -> Callable[[np.ndarray], np.ndarray]:
+        """The roofline shape that carries ``op`` beyond its measured tokens: the
+        fallback's MoE layer (the experts the tokens touch) or one GEMM."""
+        if op == "moe_experts":
+            fb = self.fallback
+            return lambda x: np.asarray(fb._moe_roofline(x, x, 1, np.maximum)) + 0.0 * x
+        return lambda x: self._op_roofline(x, n, k)
 
     def _op_roofline(self, T: np.ndarray, n: int, k: int) -> np.ndarray:
         """Roofline shape of one ``T x k @ k x n`` GEMM (element-wise when k == 0)."""

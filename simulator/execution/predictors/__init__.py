@@ -31,11 +31,13 @@ _EXPORTS = {
     "FitResult": "selection",
     "cv_score": "selection",
     "fit_profile": "selection",
+    "op_family": "selection",
     "select": "selection",
     "training_rows": "selection",
     "PredictorCache": "cache",
     "OctaveAxis": "tables",
     "OctaveTable": "tables",
+    "SparseRowTable": "tables",
     "TokenTable": "tables",
 }
 __all__ = sorted(_EXPORTS)

@@ -40,6 +40,10 @@ class FamilyFeatures:
 
 FAMILY_FEATURES = {
     "layer_ops": FamilyFeatures("layer_ops", ("num_tokens", "n", "k"), "num_tokens", ("n", "k")),
+    # a MoE layer's experts (every expert on the GPU; n, k: one expert's FFN slice): the
+    # time follows the experts the routed tokens touch as well as the tokens
+    "moe_experts": FamilyFeatures("moe_experts", ("num_tokens", "n", "k", "experts", "topk"),
+                                  "num_tokens", ("n", "k", "experts", "topk")),
     "attention_prefill": FamilyFeatures(
         "attention_prefill",
         ("n_q_heads", "n_kv_heads", "head_dim", "batch_size", "chunk_tokens", "prior_kv"),
@@ -96,6 +100,12 @@ def tree_features(family: str, X: pd.DataFrame) -> np.ndarray:
         cols += [np.mod(T, t) for t in TILES] + [np.floor((T - 1) / t) for t in TILES]
         # output tiles of a 128 x 128 tiling: the work units spread over the SMs
         cols.append(log(np.ceil(T / 128) * np.ceil(n / 128)))
+    elif family == "moe_experts":
+        T, n, k, E, K = c["num_tokens"], c["n"], c["k"], c["experts"], c["topk"]
+        hit = touched_experts(T, E, K)
+        per = T * K / E  # routed tokens per expert
+        cols = [log(T), log(n), log(k), log(E), log(K), log(hit), log(T * K), log(per),
+                log(hit * n * k), log(T * K * n * k), np.log2(np.maximum(per, 1.0) / 16)]
     elif family == "attention_decode":
         B, L = c["batch_size"], c["kv_len"]
         q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
@@ -139,6 +149,10 @@ def base_basis(family: str, X: pd.DataFrame) -> np.ndarray:
     if family == "layer_ops":
         T, n, k = c["num_tokens"], c["n"], c["k"]
         cols = [one, T * (n + k), T * n * k, n * k]
+    elif family == "moe_experts":  # weights of the touched experts, routed tokens' work
+        T, n, k, E, K = c["num_tokens"], c["n"], c["k"], c["experts"], c["topk"]
+        hit = touched_experts(T, E, K)
+        cols = [one, hit, hit * n * k, T * K * (n + k), T * K * n * k]
     elif family == "attention_decode":
         B, L = c["batch_size"], c["kv_len"]
         q, kv, hd = c["n_q_heads"], c["n_kv_heads"], c["head_dim"]
@@ -162,6 +176,14 @@ def base_basis(family: str, X: pd.DataFrame) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def touched_experts(tokens: np.ndarray, experts: np.ndarray, topk: np.ndarray) -> np.ndarray:
+    """Expected distinct experts that ``tokens`` tokens routed to ``topk`` of ``experts``
+    each (uniformly) touch: E (1 - (1 - k/E)^T), at least 1."""
+    E = np.maximum(experts, 1.0)
+    frac = np.clip(topk / E, 0.0, 1.0)
+    return np.maximum(E * -np.expm1(tokens * np.log1p(-np.minimum(frac, 1 - 1e-12))), 1.0)
+
+
 def fit_base(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Non-negative ``c`` minimising ``sum(((A @ c) / y - 1) ** 2)`` (columns rescaled)."""
     scale = np.abs(A).max(axis=0)
@@ -176,4 +198,4 @@ def fit_base(A: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["FAMILY_FEATURES", "FamilyFeatures", "base_basis", "family_features", "fit_base",
-           "tree_features"]
+           "touched_experts", "tree_features"]

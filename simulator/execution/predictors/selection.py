@@ -100,14 +100,22 @@ def training_rows(df: pd.DataFrame, family: str) -> dict[str, pd.DataFrame]:
     return out
 
 
+def op_family(family: str, op: str) -> str:
+    """The feature family an operator of a ``family`` file is fitted with: ``moe_experts``
+    rows of ``layer_ops`` have their own (experts and top-k as features), the rest the
+    file's."""
+    return "moe_experts" if family == "layer_ops" and op == "moe_experts" else family
+
+
 def fit_profile(df: pd.DataFrame, family: str, params: PredictorParams) -> dict[str, FitResult]:
     """Fit one predictor per operator of a profile table (see :func:`training_rows`)."""
-    spec = family_features(family)
     out = {}
     for op, rows in training_rows(df, family).items():
-        out[op] = select(rows[list(spec.columns)], rows[TARGET].to_numpy(), family, params)
+        fam = op_family(family, op)
+        cols = list(family_features(fam).columns)
+        out[op] = select(rows[cols], rows[TARGET].to_numpy(), fam, params)
     return out
 
 
-__all__ = ["OP_FAMILIES", "FitResult", "PredictorParams", "cv_score", "fit_profile", "select",
-           "training_rows"]
+__all__ = ["OP_FAMILIES", "FitResult", "PredictorParams", "cv_score", "fit_profile",
+           "op_family", "select", "training_rows"]
