@@ -42,7 +42,7 @@ CACHE_FORMAT = 1  # bump when FitResult or a predictor class changes incompatibl
 # bump when the features, bases, candidates or fitting code change what a fit returns for
 # the same rows and hyper-parameters (2: work-item features for attention, forests with a
 # base read at unclipped features, piecewise interpolation/smoothing, small-table folds)
-FIT_VERSION = 3
+FIT_VERSION = 4
 ENV_VAR = "VIDUR_SEARCH_CACHE"
 
 

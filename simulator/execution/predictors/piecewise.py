@@ -7,17 +7,25 @@ cheaper. Per curve (one per distinct value of the family's group columns): knots
 measured sizes (repeated sizes averaged in log space; knots closer than ``min_gap`` in
 log-size merged; with ``smooth`` > 1, each knot's log-time replaced by the median over
 that many neighbouring knots, which removes isolated outliers of noisy profiles, e.g. a
-collective's bimodal small messages), interpolation between them and the first knot's
-time below the range. ``interp="log"`` interpolates log-time linearly in log-size (a
-power law between knots); ``interp="linear"`` interpolates time linearly in size, the
-latency + size / bandwidth law that a collective follows between two protocol switches,
-which matters where knots are a factor of 2 or more apart. Above the range the time
-grows linearly in size from the last knot, at the slope of a least-squares line through
-the upper ``tail`` share of the knots (GEMMs in tokens, collectives in bytes and
-attention in KV length are all asymptotically linear). A group not seen in fitting uses
-the nearest curve (in log group values), scaled by the ratio of the family's fitted
-linear base (:func:`~simulator.execution.predictors.features.fit_base`) between the two
-groups.
+collective's bimodal small messages) and interpolation between them. ``interp="log"``
+interpolates log-time linearly in log-size (a power law between knots);
+``interp="linear"`` interpolates time linearly in size, the latency + size / bandwidth
+law that a collective follows between two protocol switches, which matters where knots
+are a factor of 2 or more apart. Below the range the first segment continues, bounded by
+physics: the time never rises as the size falls, and never falls faster than in
+proportion to it. In log-log (``"log"``) its slope is clamped to [0, 1]; in time vs size
+(``"linear"``) its line is clamped between ``t0 * x / x0`` and ``t0`` (``(x0, t0)`` the
+first knot). A MoE layer's time, e.g., follows the number of experts its tokens touch:
+2 tokens take 1.5x the time of 1 (median of aiconfigurator's curves), so holding the
+first knot's time overshoots a 1-token call by about half. The first segment alone,
+not a fit over more knots, gives the slope: curves flatten as the size grows, and on the
+public profiles a slope over the first two segments predicted below the range worse.
+Above the range the time grows linearly in size from the last knot, at the slope of a
+least-squares line through the upper ``tail`` share of the knots (GEMMs in tokens,
+collectives in bytes and attention in KV length are all asymptotically linear). A group
+not seen in fitting uses the nearest curve (in log group values), scaled by the ratio of
+the family's fitted linear base
+(:func:`~simulator.execution.predictors.features.fit_base`) between the two groups.
 """
 
 from __future__ import annotations
@@ -121,6 +129,9 @@ class PiecewiseLinearPredictor(Predictor):
                 v = np.exp(np.interp(x, kx, ky))
             else:
                 v = np.interp(np.exp(x), np.exp(kx), np.exp(ky))
+            below = x < kx[0]
+            if below.any() and len(kx) > 1:  # the first segment, continued and clamped
+                v[below] = _below_range(self.interp, x[below], kx, ky)
             above = x > kx[-1]
             if above.any():  # linear in size at the tail's slope, from the last knot
                 v[above] = math.exp(ky[-1]) + slope * (np.exp(x[above]) - math.exp(kx[-1]))
@@ -155,6 +166,20 @@ def _group_rows(X: pd.DataFrame, groups: tuple[str, ...]) -> list[tuple[tuple, n
         key = tuple(int(v) for v in (g if isinstance(g, tuple) else (g,)))
         out.append((key, rows))
     return out
+
+
+def _below_range(interp: str, x: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
+    """Time (us) at log-sizes ``x`` below the first knot of the curve (``kx``, ``ky``: at
+    least two knots, log-size and log-time): the first segment continued, at a log-log
+    slope in [0, 1] ("log"), or along its line in time vs size, its slope in
+    [0, t0 / x0] so that the time stays between ``t0 * x / x0`` and ``t0`` ("linear")."""
+    if interp == "log":
+        s = min(max(float((ky[1] - ky[0]) / (kx[1] - kx[0])), 0.0), 1.0)
+        return np.exp(ky[0] + s * (x - kx[0]))
+    x0, t0 = math.exp(kx[0]), math.exp(ky[0])
+    b = (math.exp(ky[1]) - t0) / (math.exp(kx[1]) - x0)  # time per unit of size
+    b = min(max(b, 0.0), t0 / x0)
+    return t0 - b * (x0 - np.exp(x))
 
 
 def _log_point(g: tuple) -> np.ndarray:
