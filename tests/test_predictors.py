@@ -519,9 +519,9 @@ def test_profiled_without_profiles_runs_the_fallback_and_says_so(tmp_path: Path)
 
 
 def test_profiled_honours_fp8(tmp_path: Path) -> None:
-    """FP8 weights without fp8 layer_ops run on the fallback (and say so); an FP8 KV cache
-    without fp8 attention tables scales the measured attention by the fallback's ratio:
-    never silently at bf16 speed."""
+    """Without fp8 profiles, FP8 weights scale the measured GEMMs and an FP8 KV cache the
+    measured attention by the fallback's fp8 / bf16 ratio (and the sources say so): never
+    silently at bf16 speed, and still on the measured curves."""
     from simulator import SimulationConfig, simulate
 
     base = {"model": "llama-3-8b", "sku": "h100-sxm", "scheduler": {"name": "vllm_v1"},
@@ -537,8 +537,13 @@ def test_profiled_honours_fp8(tmp_path: Path) -> None:
     assert bf16["execution"]["kind"] == kv8["execution"]["kind"] == "profiled"
     assert "fp8 / bf16 KV ratio" in kv8["execution"]["measured"]["attention_decode"]
     assert kv8["tpot"]["p50"] < bf16["tpot"]["p50"]
-    assert w8["execution"]["kind"] == "calibrated" and "in fp8" in w8["execution"]["note"]
+    assert w8["execution"]["kind"] == "profiled"
+    measured = w8["execution"]["measured"]
+    assert "fp8 / bf16 GEMM ratio" in measured["qkv_proj"]
+    assert "GEMM ratio" in measured["down_proj"] and "GEMM ratio" not in measured["act"]
     assert w8["tpot"]["p50"] < bf16["tpot"]["p50"]
+    both = run("fp8", "fp8")
+    assert both["execution"]["kind"] == "profiled" and both["tpot"]["p50"] < w8["tpot"]["p50"]
 
 
 # ---------------------------------------------------------------------- reference data

@@ -10,7 +10,8 @@ operator's time comes from the profiles of (model, SKU, TP) where they have it:
   file is a ConfigError naming the profiler command and the fallback kinds. A table with
   norms but no residual ``add`` rows measured vLLM's fused add + RMSNorm kernel (its
   ``fused_add_rms_norm``, LLMServingSim's tables): the add is in the norm times, and no
-  separate add is priced;
+  separate add is priced. FP8 weights read fp8 ``layer_ops``, else the model dtype's
+  with each GEMM times the fallback's fp8 / native ratio at the same tokens;
 - attention: the model's own ``attention_prefill``/``attention_decode`` files, else the
   SKU's shape-keyed tables (aiconfigurator's), fitted on all head shapes and evaluated at
   this model's heads per GPU (when the table holds that shape), else the fallback;
@@ -99,6 +100,9 @@ from simulator.profiles.schema import rows_with_heads
 
 _DTYPE_NAMES = {1: "fp8", 2: "bf16", 4: "fp32"}
 _MLP_OPS = ("gate_up_proj", "act", "down_proj")
+# layer_ops GEMMs -> the column of RooflineModel._gemms (qkv, o, mlp) that prices them
+_GEMM_COLUMN = {"qkv_proj": 0, "o_proj": 1, "gate_up_proj": 2, "down_proj": 2,
+                "moe_experts": 2}
 _CPU_OPS = ("schedule", "prepare_inputs", "process_outputs")
 MIXED_CHUNKS = 8  # chunk sizes with tables of the decodes' share of a mixed call
 MIXED_PRIORS = 8  # prior contexts with tables of it (per chunk size)
@@ -223,9 +227,12 @@ class ProfiledModel(ExecutionModel):
         self.heads: dict[str, int] = {}  # per-GPU n_q_heads, n_kv_heads, head_dim
         self._stores = [ProfileStore(r) for r in store_roots(params)]
         self._dtype = _DTYPE_NAMES.get(model.dtype_bytes, "bf16")
-        # FP8 weights need layer_ops measured in fp8 (else the fallback prices the run);
-        # an FP8 KV cache takes attention from fp8 tables (else from the fallback)
+        # FP8 weights take layer_ops measured in fp8, else the model dtype's GEMMs times the
+        # fallback's fp8 / native ratio; an FP8 KV cache takes attention from fp8 tables,
+        # else the model dtype's times the same kind of ratio
         self.precision = precision
+        self._wscale = False  # FP8 weights priced from the model dtype's layer_ops
+        self._native_fb: RooflineModel | None = None
         self._wdtype = "fp8" if precision.weights == "fp8" else self._dtype
         self._kvdtype = "fp8" if precision.kv_cache == "fp8" else self._dtype
         self._fit = params.predictor_params()
@@ -255,9 +262,29 @@ class ProfiledModel(ExecutionModel):
 
     # ------------------------------------------------------------------ profiles
     def _require_layer_ops(self) -> tuple[pd.DataFrame, Any]:
+        """The model's ``layer_ops`` in the weights' dtype, else (FP8 weights) in the model
+        dtype, whose GEMMs ``_build`` then scales (``_wscale``)."""
         m, d, tp = self.model.name, self.sku.name, self.tp
-        store, _ = require_layer_ops(self.params, m, d, tp, self._wdtype)
+        try:
+            store, _ = require_layer_ops(self.params, m, d, tp, self._wdtype)
+        except MissingProfilesError:
+            if self._wdtype == self._dtype:
+                raise
+            store, _ = require_layer_ops(self.params, m, d, tp, self._dtype)
+            self._wscale = True
+            return store.load(d, m, tp, "layer_ops", self._dtype)
         return store.load(d, m, tp, "layer_ops", self._wdtype)
+
+    def _native(self) -> RooflineModel:
+        """The fallback model at the model's own dtype (weights and KV cache), for the
+        ratios that carry native-dtype profiles to FP8."""
+        if self._native_fb is None:
+            fb = self.fallback
+            self._native_fb = type(fb)(self.model, self.sku, self.node, self.tp, self.pp,
+                                       fb.params)
+            if self._ep > 1:
+                self._native_fb.set_expert_parallel(self._ep)
+        return self._native_fb
 
     def _fitted(self, df: pd.DataFrame, meta: Any, family: str) -> _Source:
         identity = {"device": meta.device, "model": meta.model, "tp": meta.tp,
@@ -334,14 +361,22 @@ class ProfiledModel(ExecutionModel):
         T = integer_points(hi, self.params.dense_tokens, self.params.tokens_per_octave)
         Tf = T.astype(np.float64)
         gemm = np.array([fb._gemms(int(t), max) for t in T])  # (qkv, o, mlp) per layer
+        wratio = None  # FP8 weights from native layer_ops: the fallback's fp8 / native
+        if self._wscale:
+            wratio = gemm / np.array([self._native()._gemms(int(t), max) for t in T])
 
         def op_or(op: str, fallback_values: np.ndarray) -> np.ndarray:
             if not layer.has(op):
                 return fallback_values
             self.sources[op] = layer.origin
             n, k = shapes[op]
-            return self._anchored(layer, op, "num_tokens", self._layer_X(op, Tf, n, k),
-                                  self._layer_roof(op, n, k))
+            out = self._anchored(layer, op, "num_tokens", self._layer_X(op, Tf, n, k),
+                                 self._layer_roof(op, n, k))
+            if wratio is not None and op in _GEMM_COLUMN:
+                out = out * wratio[:, _GEMM_COLUMN[op]]
+                self.sources[op] += (f", x the {fb.kind} model's {self._wdtype} / "
+                                     f"{self._dtype} GEMM ratio")
+            return out
 
         norm1_fb = (2 * h * dt * Tf + h * dt) / bw
         parts = {
@@ -479,12 +514,16 @@ class ProfiledModel(ExecutionModel):
             measured = self._anchored(layer, "moe_experts", "num_tokens",
                                       self._layer_X("moe_experts", Te, n, k),
                                       self._layer_roof("moe_experts", n, k))
+            # the profile's tokens and all experts -> this GPU's share, in the profile's
+            # dtype (FP8 weights from native profiles: then to fp8)
+            base = self._native() if self._wscale else fb
             ratio = (np.asarray(fb._moe_roofline(Te, Gf, ep, np.maximum))
-                     / np.asarray(fb._moe_roofline(Te, Te, 1, np.maximum)))
+                     / np.asarray(base._moe_roofline(Te, Te, 1, np.maximum)))
             moe = measured * ratio
             self.sources["moe_experts"] = (f"{layer.origin} at tokens / {ep}, x the "
                                            f"fallback's ratio for {m.num_experts // ep} of "
-                                           f"{m.num_experts} experts")
+                                           f"{m.num_experts} experts"
+                                           + (f" in {self._wdtype}" if self._wscale else ""))
         else:
             moe = np.asarray(fb._ep_moe(Gf / self._ep_dp, Gf, np.maximum)) + 0.0 * Gf
         comm = fb._ep_tok * Gf + fb._ep_lat
@@ -613,8 +652,7 @@ class ProfiledModel(ExecutionModel):
             if found is None and self._kvdtype != self._dtype:
                 found = self._attention_source(family, self._dtype)
                 if found is not None:
-                    native = type(fb)(self.model, self.sku, self.node, self.tp, self.pp,
-                                      fb.params)
+                    native = self._native()
         label = label or family
         decode = family == "attention_decode"
 
