@@ -9,9 +9,15 @@ from simulator.errors import ConfigError
 from simulator.precision import BF16, Precision
 
 
+def kv_heads_of(n_kv_heads: int, tp: int) -> int:
+    """KV heads each TP rank holds of ``n_kv_heads``; heads are replicated when TP exceeds
+    their number (the one rule; the profile schema uses it too)."""
+    return max(1, n_kv_heads // tp)
+
+
 def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
-    """KV heads each TP rank holds; heads are replicated when TP exceeds their number."""
-    return max(1, model.num_kv_heads // tp)
+    """KV heads each TP rank of ``model`` holds (:func:`kv_heads_of`)."""
+    return kv_heads_of(model.num_kv_heads, tp)
 
 
 def weight_bytes_per_gpu(model: ModelSpec, tp: int, pp: int,

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError
+from simulator.memory import kv_heads_of as kv_heads_per_gpu  # one rule, shape form
 
 FAMILIES = ("attention_prefill", "attention_decode", "attention_mixed", "layer_ops", "collective",
             "cpu_overhead")
@@ -134,11 +135,6 @@ def model_shape_of(model: Any) -> dict[str, int]:
         "n_kv_heads": model.num_kv_heads, "head_dim": model.head_size, "ffn": model.ffn_size,
         "layers": model.num_layers, "vocab": model.vocab_size,
     }
-
-
-def kv_heads_per_gpu(n_kv_heads: int, tp: int) -> int:
-    """KV heads held by one GPU: KV heads are replicated when TP exceeds their number."""
-    return max(1, n_kv_heads // tp)
 
 
 def per_gpu_heads(model_shape: dict[str, int], tp: int) -> dict[str, int]:
