@@ -30,7 +30,8 @@ are counted and left out.
 ``attention_mixed`` (a prefill chunk and decodes in one call) is fitted as
 ``ProfiledModel._mixed_source`` fits it: the whole call over (chunk, prior context,
 decodes, KV length) (the engine prices the decodes' share as that fit less its price of
-the chunk alone, so a single-chunk batch costs the fit); the APE is the whole call's.
+the chunk alone, on a grid of chunk sizes and prior contexts: at its points a
+single-chunk batch costs the fit); the APE is the whole call's.
 
 Every dtype the importers write is included (Vidur's fp16; aiconfigurator's bf16 and fp8;
 LLMServingSim's bf16), each table fitted on its own. Tables larger than ``--max-rows``
@@ -128,18 +129,12 @@ def load_tables(reference: Path, dest: Path) -> tuple[list[Table], list[str]]:
             continue
         store = ProfileStore(dest / sub)
         entries = store.entries()
-        prefill = {(e.device, e.model, e.tp, e.dtype): e.path for e in entries.itertuples()
-                   if e.family == "attention_prefill" and e.model}
         for e in entries.itertuples():
             df = pd.read_parquet(e.path)
             where = e.model or (f"network-{e.node}" if e.node else "ops")
             tag = f"{sub}:{e.device}/{where}/tp{e.tp}/{e.dtype}"
             if e.family == MIXED:
-                if (e.device, e.model, e.tp, e.dtype) in prefill:  # the engine needs both
-                    added.append(Table(f"{tag}:{MIXED}", MIXED, df, len(df)))
-                else:
-                    notes.append(f"{tag}:{MIXED}: no attention_prefill beside it, which the "
-                                 "engine needs to use it (not evaluated)")
+                added.append(Table(f"{tag}:{MIXED}", MIXED, df, len(df)))
                 continue
             if e.family not in FAMILY_FEATURES:
                 notes.append(f"{tag}: family {e.family} has no predictor (not evaluated)")

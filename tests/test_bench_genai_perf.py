@@ -283,6 +283,17 @@ def _unstreamed() -> dict:
             "response_timestamps": [T0 + 50 * MS], "response_outputs": [{"response": _dump(body)}]}
 
 
+def _unstreamed_completion() -> dict:
+    """A non-streaming completions request: genai-perf writes no stream flag, and the one
+    body is a text_completion object, as a streamed chunk's is, but bare JSON."""
+    body = {"id": "x", "object": "text_completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "text": "Hi there you", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+    return {"timestamp": T0, "request_inputs": {"payload": _dump({"model": "m",
+                                                                  "prompt": ["hi"]})},
+            "response_timestamps": [T0 + 50 * MS], "response_outputs": [{"response": _dump(body)}]}
+
+
 @pytest.mark.parametrize(("doc", "needle"), [
     ({"experiments": []}, "experiments"),
     (_export([]), "experiments[0].requests"),
@@ -297,6 +308,7 @@ def _unstreamed() -> dict:
      "response_outputs[0].response"),
     (_export([_request(0, 20, ["a"], stream=False)]), "request_inputs.stream"),
     (_export([_unstreamed()]), "request_inputs.stream"),  # no stream flag, a whole answer
+    (_export([_unstreamed_completion()]), "request_inputs.stream"),  # completions, bare JSON
     (_export([_request(0, 20, ["a"])], value=0), "experiment.value"),
 ])
 def test_malformed_exports_name_the_field(tmp_path: Path, doc: dict, needle: str) -> None:

@@ -48,6 +48,8 @@ def test_a_flat_curve_stays_flat(interp: str, smooth: int) -> None:
     tokens = np.array([16, 32, 64, 128, 256])
     pred = fit(tokens, np.full(len(tokens), 7.0), interp, smooth)
     assert pred.predict(frame(np.array([1, 4, 15]))) == pytest.approx([7.0, 7.0, 7.0])
+    # size 0 (log-size -inf) is finite: the flat value, or 0 along a proportional segment
+    assert pred.predict(frame(np.array([0]))) == pytest.approx([7.0])
 
 
 def test_the_first_segment_continues_where_it_is_physical() -> None:

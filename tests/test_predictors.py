@@ -560,3 +560,16 @@ def test_reference_gemm_held_out_median_ape(reference_dir: Path, tmp_path: Path)
     cols = ["num_tokens", "n", "k"]
     res = select(tr[cols], tr["median_us"].to_numpy(), "layer_ops", PredictorParams())
     assert np.median(ape(res.predict(te[cols]), te["median_us"].to_numpy())) < 5
+
+
+def test_the_cache_key_reads_the_expert_columns_of_moe_rows() -> None:
+    """An edited expert count or top-k of a MoE table is a new fit, not a stale one."""
+    from simulator.execution.predictors.cache import content_hash
+
+    T = np.array([1, 2, 4, 8, 16, 32])
+    rows = pd.DataFrame({"op": "moe_experts", "num_tokens": T, "n": 768, "k": 2048,
+                         "experts": 128, "topk": 8, "median_us": 10.0 + T})
+    other = rows.assign(topk=4)
+    assert content_hash(rows, "layer_ops") != content_hash(other, "layer_ops")
+    dense = rows.assign(op="o_proj")
+    assert content_hash(dense, "layer_ops") == content_hash(dense.assign(topk=4), "layer_ops")

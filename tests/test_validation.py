@@ -479,6 +479,19 @@ def test_mixed_batches_cost_the_measured_mixed_call(reference_dir: Path,
     # the decodes cost more than in a decode-only call (their share is the whole call's
     # fit less the chunk's, so a few decodes beside a long chunk are within its error)
     assert np.median(gain) > 1.2 and min(gain) > 0.5, sorted(gain)
+    # a lookup outside the measured mixed range counts once per batch, under one name;
+    # one chunk's prior context beyond the measured ones counts though the mean is inside
+    for chunks, priors, decodes in (([4096], [0], 5), ([16, 2000], [100000, 0], 8)):
+        pm.out_of_range.clear()
+        pm.stage_times(chunks, priors, [1000] * decodes)
+        assert pm.out_of_range["attention_mixed"] == 1, (chunks, dict(pm.out_of_range))
+    pm.out_of_range.clear()
+    pm.stage_times([512], [0], [1000] * 8)
+    assert pm.out_of_range["attention_mixed"] == 0
+    # several chunks: priced at their tokens and token-weighted mean prior context
+    two = pm.breakdown([512, 512], [0, 2048], [1025] * 16)[0]["attention_decode"]
+    one = pm.breakdown([1024], [1024], [1025] * 16)[0]["attention_decode"]
+    assert two == pytest.approx(one, rel=1e-12)
     # between the grid's prior contexts the share is interpolated, not held
     a, b = (pm.breakdown([1024], [q], [2049] * 32)[0]["attention_decode"] for q in (1024, 4096))
     mid = pm.breakdown([1024], [2048], [2049] * 32)[0]["attention_decode"]

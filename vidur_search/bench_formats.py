@@ -546,8 +546,9 @@ def _genai_request(path: Path, i: int, req: Any) -> _GenaiRequest | str:
             text, bad, completion, prompt = _chunk(obj)
             if bad:
                 return "an error"
-            if isinstance(obj, Mapping) and obj.get("object") == "chat.completion":
-                raise unstreamed  # a whole answer, not a chunk
+            if (isinstance(obj, Mapping) and obj.get("object") == "chat.completion") or (
+                    block.lstrip().startswith("{")):
+                raise unstreamed  # a whole answer (a bare JSON body), not a streamed chunk
             hits += [k] * text
             n_out = completion if completion is not None else n_out
             n_in = prompt if prompt is not None else n_in

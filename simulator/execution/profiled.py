@@ -619,11 +619,11 @@ class ProfiledModel(ExecutionModel):
         """The fitted whole mixed call (module docstring), this model's heads per GPU, and
         the grid's chunk sizes and prior contexts (measured values, at most
         ``MIXED_CHUNKS`` / ``MIXED_PRIORS`` spread in log2); None without the model's
-        ``attention_mixed`` and ``attention_prefill`` files in one store."""
+        ``attention_mixed`` file. (The share is taken against this model's own price of
+        the chunk, wherever that comes from, so a single-chunk batch costs the fit.)"""
         m, d, tp = self.model, self.sku.name, self.tp
         for store in self._stores:
-            have = store.coverage(m.name, d, tp, self._kvdtype)
-            if "attention_mixed" not in have or "attention_prefill" not in have:
+            if "attention_mixed" not in store.coverage(m.name, d, tp, self._kvdtype):
                 continue
             mixed, meta = store.load(d, m.name, tp, "attention_mixed", self._kvdtype)
             src = self._fitted(mixed, meta, "attention_mixed")
@@ -738,22 +738,25 @@ class ProfiledModel(ExecutionModel):
         r = nseq / self._max_batch  # beyond the table: linear in sequences
         return self._first_S.cells[-1] * r, self._last_S.cells[-1] * r
 
-    def _decode_attn(self, nd: int, Lsum: int, prefill_tokens: int = 0,
-                     prior: float = 0.0) -> float:
+    def _decode_attn(self, nd: int, Lsum: int, chunks: Sequence[int] = (),
+                     prior: Sequence[int] = ()) -> float:
         """Per-layer seconds of decode attention over ``nd`` sequences of context sum; with
-        ``prefill_tokens`` (of mean prior context ``prior``) in the same batch, their share
-        of the mixed call where the profiles have it (module docstring)."""
+        prefill ``chunks`` (of prior contexts ``prior``) in the same batch, their share of
+        the mixed call where the profiles have it (module docstring): at the chunks'
+        tokens and their token-weighted mean prior context."""
         if nd == 0:
             return 0.0
-        if prefill_tokens and self._mixed:
-            c, p = math.log2(prefill_tokens), math.log2(prior + 1.0)
-            cp = self._mixed_cp
-            if not (cp[0] <= prefill_tokens <= cp[1] and cp[2] <= prior <= cp[3]):
+        if len(chunks) and self._mixed:
+            tokens = sum(chunks)
+            mean = sum(c * p for c, p in zip(chunks, prior, strict=True)) / tokens
+            cp, box, x = self._mixed_cp, self._mixed_box, Lsum / nd
+            if not (cp[0] <= tokens <= cp[1] and cp[2] <= min(prior) and max(prior) <= cp[3]
+                    and box[0] <= nd <= box[1] and box[2] <= x <= box[3]):
                 self.out_of_range["attention_mixed"] += 1
-            i, wi = _bracket(self._mixed_lc, c)
-            j, wj = _bracket(self._mixed_lp, p)
-            tabs, box = self._mixed, self._mixed_box
-            v = self._table_attn(tabs[i][j], box, "attention_mixed", nd, Lsum)
+            i, wi = _bracket(self._mixed_lc, math.log2(tokens))
+            j, wj = _bracket(self._mixed_lp, math.log2(mean + 1.0))
+            tabs = self._mixed
+            v = self._table_attn(tabs[i][j], None, "attention_mixed", nd, Lsum)
             if wj:
                 v += wj * (self._table_attn(tabs[i][j + 1], None, "", nd, Lsum) - v)
             if wi:
@@ -773,17 +776,11 @@ class ProfiledModel(ExecutionModel):
             self.out_of_range[name] += 1
         if nd <= t.rows and x <= t.axis.upper:
             return t.lookup(nd, max(x, 1.0))
-        if name:  # one count per priced batch, not per table interpolated
+        if name and x > t.axis.upper:  # (more sequences than rows: counted by _count)
             self.out_of_range["beyond_table"] += 1
         ndc = min(nd, t.rows)
         xc = min(x, t.axis.upper)
         return t.lookup(ndc, max(xc, 1.0)) * (nd / ndc) * (x / xc)
-
-    def _mean_prior(self, chunks: Sequence[int], prior: Sequence[int]) -> float:
-        """The prefill chunks' token-weighted mean prior context (0 unless mixed tables)."""
-        if not self._mixed or not chunks:
-            return 0.0
-        return sum(c * p for c, p in zip(chunks, prior, strict=True)) / sum(chunks)
 
     def _prefill_attn(self, chunks: Sequence[int], prior: Sequence[int]) -> float:
         """Per-layer seconds of prefill attention: ``n`` chunks of the equal-work chunk."""
@@ -866,7 +863,7 @@ class ProfiledModel(ExecutionModel):
         n = len(prefill_chunks)
         T = sum(prefill_chunks) + D
         ap = self._prefill_attn(prefill_chunks, prefill_prior)
-        ad = self._decode_attn(D, Lsum, T - D, self._mean_prior(prefill_chunks, prefill_prior))
+        ad = self._decode_attn(D, Lsum, prefill_chunks, prefill_prior)
         self._count(T, n + D)
         return tuple(self._combine(T, n + D, ap, ad, n == 0, group_tokens))
 
@@ -923,8 +920,8 @@ class ProfiledModel(ExecutionModel):
         si, rs = (nseq, 1.0) if nseq <= mb else (mb, nseq / mb)
         body = {k: n * tab.cells[ti] * r for k, tab in self._parts_T.items()}
         body["attention_prefill"] = n * self._prefill_attn(prefill_chunks, prefill_prior)
-        body["attention_decode"] = n * self._decode_attn(
-            nd, Lsum, ntok - nd, self._mean_prior(prefill_chunks, prefill_prior))
+        body["attention_decode"] = n * self._decode_attn(nd, Lsum, prefill_chunks,
+                                                         prefill_prior)
         body["launch"] = self._launch_graph if n_p == 0 else self._launch_eager
         if self._ep > 1:
             Tg = ntok * self._ep_dp if group_tokens is None else group_tokens

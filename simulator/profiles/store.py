@@ -387,10 +387,6 @@ def _model_cover(stores: Sequence[ProfileStore], family: str, model: str, device
             detail = f"the model's own file: {_ops_detail(path, _OPS_MOE if moe else _OPS_DENSE)}"
         elif family == "cpu_overhead":
             detail = f"the model's own file: {_ops_detail(path, CPU_OPS)}"
-        elif family == "attention_mixed" and "attention_prefill" not in store.coverage(
-                model, device, tp, dtype):
-            detail = ("the model's own file, but unused without the model's attention_prefill "
-                      "in the same store")
         else:
             detail = "the model's own file"
         return Coverage(family, "model", path, read_meta(path)[1], detail)

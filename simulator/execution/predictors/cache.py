@@ -35,13 +35,16 @@ from simulator.execution.predictors.selection import (
     FitResult,
     PredictorParams,
     fit_profile,
+    op_family,
     training_rows,
 )
 
 CACHE_FORMAT = 1  # bump when FitResult or a predictor class changes incompatibly
 # bump when the features, bases, candidates or fitting code change what a fit returns for
 # the same rows and hyper-parameters (2: work-item features for attention, forests with a
-# base read at unclipped features, piecewise interpolation/smoothing, small-table folds)
+# base read at unclipped features, piecewise interpolation/smoothing, small-table folds;
+# 3: moe_experts rows fitted with their own features; 4: piecewise curves continue their
+# first segment below the fitted range)
 FIT_VERSION = 4
 ENV_VAR = "VIDUR_SEARCH_CACHE"
 
@@ -58,8 +61,8 @@ def default_cache_dir() -> Path:
 def content_hash(df: pd.DataFrame, family: str) -> str:
     """SHA-256 of the rows a fit of ``df`` reads (per operator: shape columns, target)."""
     h = hashlib.sha256()
-    cols = [*family_features(family).columns, TARGET]
     for op, rows in training_rows(df, family).items():
+        cols = [*family_features(op_family(family, op)).columns, TARGET]
         part = rows[cols].reset_index(drop=True)
         h.update(op.encode())
         h.update(np.ascontiguousarray(part.to_numpy(dtype=np.float64)).tobytes())

@@ -117,7 +117,8 @@ class PiecewiseLinearPredictor(Predictor):
         """Interpolated (or extrapolated) time per row of ``X``, in us."""
         check_fitted(self, "curves_")
         spec = family_features(self.family)
-        lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
+        with np.errstate(divide="ignore"):  # size 0: log-size -inf, below every curve
+            lx = np.log(X[spec.axis].to_numpy(dtype=np.float64))
         out = np.empty(len(X))
         keys = list(self.curves_)
         moved_rows, moved_groups = [], []  # rows predicted on another group's curve
@@ -175,6 +176,8 @@ def _below_range(interp: str, x: np.ndarray, kx: np.ndarray, ky: np.ndarray) -> 
     [0, t0 / x0] so that the time stays between ``t0 * x / x0`` and ``t0`` ("linear")."""
     if interp == "log":
         s = min(max(float((ky[1] - ky[0]) / (kx[1] - kx[0])), 0.0), 1.0)
+        if s == 0.0:  # flat (also at size 0, where log-size is -inf)
+            return np.full(len(x), math.exp(ky[0]))
         return np.exp(ky[0] + s * (x - kx[0]))
     x0, t0 = math.exp(kx[0]), math.exp(ky[0])
     b = (math.exp(ky[1]) - t0) / (math.exp(kx[1]) - x0)  # time per unit of size
