@@ -18,8 +18,8 @@ operator's time comes from the profiles of (model, SKU, TP) where they have it:
 - the decodes of a mixed batch: vLLM v1 runs a batch's prefill chunks and decodes as one
   attention call, in which a decode costs more than in a decode-only call (the mixed rows
   of LLMServingSim's vLLM 0.19 tables: 1.2-2.8x the sum of the two separate calls). With
-  the model's own ``attention_mixed`` and ``attention_prefill`` files, a mixed batch's
-  attention is its prefill attention plus the decodes' share of the mixed call. The whole
+  the model's own ``attention_mixed`` file, a mixed batch's attention is its prefill
+  attention plus the decodes' share of the mixed call. The whole
   mixed call is fitted over (chunk, prior context, decodes, KV length); the share is that
   fit minus this model's price of the chunk alone, tabulated over (decodes, context) at up
   to ``MIXED_CHUNKS`` x ``MIXED_PRIORS`` measured (chunk, prior context) points and
@@ -27,7 +27,7 @@ operator's time comes from the profiles of (model, SKU, TP) where they have it:
   is its prefill tokens, its prior context their token-weighted mean. (Fitting the
   difference of two measured calls instead, noisy where the decodes add little, missed the
   measured mixed call by 35% at P95 against 6.5% for the whole-call fit.)
-  Without them, the decode-only table prices those decodes;
+  Without it, the decode-only table prices those decodes;
 - TP all-reduce and PP send: the node's ``collective`` file (``num_gpus = tp``,
   ``gpus_per_node = tp``; a send is ``num_gpus = 2`` with 2 or 1 GPUs on one node);
 - CPU overhead, sampling and the LM head: the model's ``cpu_overhead`` file and
