@@ -85,3 +85,21 @@ def test_load_tables_covers_what_the_engine_fits(pa, tmp_path: Path) -> None:
                        if t.label.startswith("lss:") or t.label.endswith(":moe_experts"))
     assert all(t.label.startswith(("vidur:", "aic:")) and not t.label.endswith(":moe_experts")
                for t in tables[:first_added])
+
+
+@pytest.mark.skipif(not (REFERENCE / "aiconfigurator").is_dir(),
+                    reason="needs ../shared/reference/aiconfigurator")
+def test_ep_scaling_checks_the_rule_on_measured_ep_rows() -> None:
+    """experiments/ep_scaling.py: every evaluated row is an EP row (e > 1) predicted from
+    its group's single-GPU rows; the rule and the plain profile differ by the ratio."""
+    spec = importlib.util.spec_from_file_location("ep_scaling",
+                                                  ROOT / "experiments" / "ep_scaling.py")
+    ep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ep)
+    rows = ep.moe_rows(REFERENCE)
+    assert (rows["us"] > 0).all() and {1, 2} <= set(rows["moe_ep_size"])
+    res = ep.evaluate(rows, 2, PredictorParams(seed=0))
+    assert len(res) > 0 and (res["ep"] > 1).all() and (res["measured"] > 0).all()
+    assert not np.allclose(res["rule"], res["plain"])
+    # under EP a rank holds fewer experts: the roofline ratio never raises the time
+    assert (res["rule"] <= res["plain"] * (1 + 1e-9)).all()

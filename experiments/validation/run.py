@@ -133,7 +133,9 @@ REASONS: dict[str, str] = {
         "unbalanced expert routing (balanced assumed), vLLM's DP load balancer "
         "(least-outstanding routing here); and the per-GPU MoE time is the all-experts "
         "profile at half the tokens scaled by the roofline's ratio of expert weights read "
-        "(the importer keeps only moe.csv's all-experts rows)."),
+        "(the importer keeps only moe.csv's all-experts rows), a rule that prices a MoE "
+        "layer 13% fast (median) at EP 2 against aiconfigurator's measured EP ranks "
+        "(experiments/EP_SCALING.md)."),
     "splitwise-b64": (
         "The batch-64 x 512-token prefill at TP 2 is measured below the batch-32 one (A100: "
         "794 vs 6,633 ms; H100: 361 vs 2,398 ms), for twice the tokens: physically "
