@@ -206,8 +206,9 @@ def test_simulation_refuses_an_execution_model_without_expert_parallelism() -> N
 
 def test_profiled_moe_under_ep_matches_the_measured_share_of_experts(
         reference_dir: Path, tmp_path: Path) -> None:
-    """The profiled MoE layer at EP 2 (the all-experts profile at tokens / 2, scaled by the
-    roofline's expert ratio) against moe.csv's own 64-expert rows, which it does not read."""
+    """The profiled MoE layer at EP 2 (the all-experts profile at the group's tokens: the
+    per-rank floor plus half the rest) against moe.csv's own 64-expert rows, which it does
+    not read."""
     import pandas as pd
 
     from profiler.import_llmservingsim import import_llmservingsim
@@ -223,11 +224,14 @@ def test_profiled_moe_under_ep_matches_the_measured_share_of_experts(
             "store": [str(store)], "fallback": "calibrated", "cache_dir": str(tmp_path)}},
     })
     model = build_execution_model(c)
-    assert "experts" in model.sources["moe_experts"]
+    assert "per-rank floor" in model.sources["moe_experts"]
     moe = pd.read_csv(lss / "profiles/RTXPRO6000/Qwen/Qwen3-30B-A3B-Instruct-2507/bf16/tp1"
                       "/moe.csv")
     measured = moe[moe.activated_experts == 64].set_index("tokens")["time_us"]
     layers = c.model_spec.num_layers
     for tokens in (16, 64, 256, 1024):  # routed per GPU: 2 x tokens x top-8 / 2
         bd = model.breakdown([], [], [100] * tokens, group_tokens=2 * tokens)[0]
-        assert bd["mlp"] / layers * 1e6 == pytest.approx(measured[tokens], rel=0.1)
+        # the 64-expert call computes what the rank computes; the rank also routes and
+        # permutes the other rank's slots: never cheaper, and a bounded floor above it
+        got = bd["mlp"] / layers * 1e6
+        assert 0.97 * measured[tokens] <= got <= 1.25 * measured[tokens], (tokens, got)

@@ -89,17 +89,24 @@ def test_load_tables_covers_what_the_engine_fits(pa, tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (REFERENCE / "aiconfigurator").is_dir(),
                     reason="needs ../shared/reference/aiconfigurator")
-def test_ep_scaling_checks_the_rule_on_measured_ep_rows() -> None:
-    """experiments/ep_scaling.py: every evaluated row is an EP row (e > 1) predicted from
-    its group's single-GPU rows; the rule and the plain profile differ by the ratio."""
+def test_ep_scaling_fits_the_floor_on_other_shapes() -> None:
+    """experiments/ep_scaling.py: EP rows predicted by the floor rule with F fitted on the
+    other shapes of the SKU (held out), and the rule's algebra: EP 1 is the profile,
+    a large group tends to the floor."""
     spec = importlib.util.spec_from_file_location("ep_scaling",
                                                   ROOT / "experiments" / "ep_scaling.py")
     ep = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ep)
     rows = ep.moe_rows(REFERENCE)
-    assert (rows["us"] > 0).all() and {1, 2} <= set(rows["moe_ep_size"])
-    res = ep.evaluate(rows, 2, PredictorParams(seed=0))
-    assert len(res) > 0 and (res["ep"] > 1).all() and (res["measured"] > 0).all()
-    assert not np.allclose(res["rule"], res["plain"])
-    # under EP a rank holds fewer experts: the roofline ratio never raises the time
-    assert (res["rule"] <= res["plain"] * (1 + 1e-9)).all()
+    rows = rows[rows["sku"] == "h100-sxm"]
+    points = ep.ep_points(rows, 6, PredictorParams(seed=0))
+    assert len(points) > 0 and (points["ep"] > 1).all() and (points["measured"] > 0).all()
+    res = ep.held_out(points, 0)
+    assert len(res) == len(points) and res["floor"].gt(0).all()
+    fixed, slot = ep.fit_floor(points)
+    assert fixed >= 0 and slot >= 0
+    d = pd.DataFrame({"ep": [1, 1024], "slots": [1e6, 1e6], "t1": [500.0, 500.0]})
+    F = (fixed + slot * 1e6) * 1e6
+    got = ep.floor_rule(d, fixed, slot)
+    assert got[0] == pytest.approx(max(500.0, F)) and got[1] == pytest.approx(
+        F + (max(500.0, F) - F) / 1024)

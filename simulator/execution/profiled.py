@@ -40,11 +40,14 @@ the memory-bound ops, launch, CPU and sampling overheads.
 Expert parallelism (``expert_parallel`` = ep > 1, one data-parallel rank of an EP group,
 see :class:`RooflineModel`): a MoE layer's time depends on the tokens of the whole group
 in the step (``group_tokens``), tabulated per group token count. Each GPU runs its
-``num_experts / ep`` experts on ``Tg * top_k / ep`` routed tokens: the ``moe_experts``
-profile (measured with every expert on one GPU) is read at ``Tg / ep`` tokens, the same
-routed tokens per GPU, and scaled by the fallback's roofline ratio between the GPU's
-experts and all of them (fewer expert weights read); without that profile (or at TP > 1,
-where the profile would hold TP slices of the experts) the fallback prices it. The
+``num_experts / ep`` experts on ``Tg * top_k / ep`` routed tokens, but routes and
+permutes all ``Tg * top_k`` slots of the group: the ``moe_experts`` profile (measured
+with every expert on one GPU) is read at the group's ``Tg`` tokens and the GPU pays the
+per-rank floor ``F(Tg)`` plus ``1 / ep`` of the rest (:mod:`~simulator.execution.ep_floor`,
+``F`` fitted per SKU on measured EP ranks: held-out median error 12% against 48% for
+the earlier rule, the profile at ``Tg / ep`` times a roofline ratio;
+``experiments/EP_SCALING.md``); without that profile (or at TP > 1, where the profile
+would hold TP slices of the experts) the fallback prices it. The
 dispatch and combine collectives come from the fallback (``set_expert_parallel``).
 
 Predictors (:mod:`~simulator.execution.predictors`) are fitted once per profile and cached
@@ -80,9 +83,11 @@ import numpy as np
 import pandas as pd
 
 from simulator import memory
+from simulator.catalogue import get_sku
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError
 from simulator.execution.base import ExecutionModel
+from simulator.execution.ep_floor import REFERENCE_SKU, ep_floor_for
 from simulator.execution.predictors.cache import PredictorCache
 from simulator.execution.predictors.params import FALLBACKS, ProfiledParams
 from simulator.execution.predictors.selection import FitResult
@@ -508,22 +513,23 @@ class ProfiledModel(ExecutionModel):
         hi = self._max_tokens * self._ep_dp
         G = integer_points(hi, self.params.dense_tokens, self.params.tokens_per_octave)
         Gf = G.astype(np.float64)
-        Te = Gf / ep  # tokens of the profile with the same routed tokens per GPU
         if layer.has("moe_experts") and self.tp == 1:  # measured with whole experts
             n, k = shapes["moe_experts"]
-            measured = self._anchored(layer, "moe_experts", "num_tokens",
-                                      self._layer_X("moe_experts", Te, n, k),
-                                      self._layer_roof("moe_experts", n, k))
-            # the profile's tokens and all experts -> this GPU's share, in the profile's
-            # dtype (FP8 weights from native profiles: then to fp8)
-            base = self._native() if self._wscale else fb
-            ratio = (np.asarray(fb._moe_roofline(Te, Gf, ep, np.maximum))
-                     / np.asarray(base._moe_roofline(Te, Te, 1, np.maximum)))
-            moe = measured * ratio
-            self.sources["moe_experts"] = (f"{layer.origin} at tokens / {ep}, x the "
-                                           f"fallback's ratio for {m.num_experts // ep} of "
-                                           f"{m.num_experts} experts"
-                                           + (f" in {self._wdtype}" if self._wscale else ""))
+            # every expert on one GPU at the group's tokens, then this rank's part of it:
+            # the floor F every rank pays plus 1 / ep of the rest (ep_floor.py)
+            t1 = self._anchored(layer, "moe_experts", "num_tokens",
+                                self._layer_X("moe_experts", Gf, n, k),
+                                self._layer_roof("moe_experts", n, k))
+            if self._wscale:  # FP8 weights from the native profile
+                t1 = t1 * (np.asarray(fb._moe_roofline(Gf, Gf, 1, np.maximum))
+                           / np.asarray(self._native()._moe_roofline(Gf, Gf, 1, np.maximum)))
+            floor = ep_floor_for(self.sku, get_sku(REFERENCE_SKU).mem_bw_gbps)
+            F = floor.seconds(Gf, m.experts_top_k, m.hidden_size)
+            moe = F + np.maximum(t1 - F, 0.0) / ep
+            self.sources["moe_experts"] = (
+                f"{layer.origin} at the group's tokens"
+                + (f" in {self._wdtype}" if self._wscale else "")
+                + f", the per-rank floor plus 1/{ep} of the rest (floor: {floor.source})")
         else:
             moe = np.asarray(fb._ep_moe(Gf / self._ep_dp, Gf, np.maximum)) + 0.0 * Gf
         comm = fb._ep_tok * Gf + fb._ep_lat
