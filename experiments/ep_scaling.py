@@ -16,12 +16,17 @@ every ``moe_ep > 1`` row whose ``T`` lies in the fitted tokens is predicted:
 - ``floor``: the rule, with ``F`` fitted per SKU on the other half of the shapes
   (2 folds of the shapes, seeded): held-out shapes only;
 - ``ratio``: the previous rule, the profile at ``T / e`` times the calibrated roofline's
-  ratio for ``E / e`` local experts (rows whose ``T / e`` is in the fitted tokens).
+  ratio for ``E / e`` local experts (rows whose ``T / e`` is in the fitted tokens);
+- ``calibrated``: the calibrated model's own EP layer without a profile (its GEMM curve
+  for ``t1``, the packaged floor: fitted on every shape, so in-sample), less its router;
+  and ``calibrated_share``, its previous formula: the local experts' kernels on their
+  share of the routed slots only.
 
 It prints the absolute percentage error per EP degree, routing and SKU, and as its last
-line ``ep_scaling median_ape=<x> p95_ape=<y> ratio_median_ape=<z> rows=<n>`` (the floor
-rule's on held-out shapes). ``--write`` fits ``F`` per SKU on every shape (balanced
-routing where measured) and writes ``simulator/execution/ep_moe.yaml``.
+line ``ep_scaling median_ape=<x> p95_ape=<y> ratio_median_ape=<z>
+calibrated_median_ape=<c> calibrated_share_median_ape=<s> rows=<n>`` (the first two: the
+floor rule's on held-out shapes). ``--write`` fits ``F`` per SKU on every shape
+(balanced routing where measured) and writes ``simulator/execution/ep_moe.yaml``.
 """
 
 from __future__ import annotations
@@ -111,11 +116,22 @@ def ep_points(rows: pd.DataFrame, max_groups: int, params: PredictorParams) -> p
             ratio = (np.asarray(fb._moe_roofline(Te, T, e, np.maximum))
                      / np.asarray(fb._moe_roofline(Te, Te, 1, np.maximum)))
             old = np.where(Te >= lo, fit.predict(X(Te)) * ratio, np.nan)
+            # the calibrated model's own EP layer (no profile; the packaged floor), less its
+            # router, which aiconfigurator's rows do not hold
+            router = np.array([fb._gemm(t, hidden, experts, quantised=False) for t in T])
+            cal = (np.asarray(fb._ep_moe(T, T, np.maximum)) - router) * 1e6
+            # its previous EP formula: the local experts on their share of the slots only
+            R = T * topk / e
+            used = np.minimum(experts / e, R)
+            up = (2 if spec.gated_mlp else 1) * inter
+            share = (np.array([fb._gemm(r, hidden, up, u) + fb._gemm(r, inter, hidden, u)
+                               for r, u in zip(R, used, strict=True)]) + fb._eact * R) * 1e6
             out.append(pd.DataFrame({
                 "sku": sku, "shape": f"{hidden}/{inter}/top{topk}/{experts}",
                 "distribution": dist, "ep": e, "tokens": T,
                 "slots": T * topk * hidden, "measured": part["us"].to_numpy()[keep],
-                "t1": fit.predict(X(T)), "ratio": old}))
+                "t1": fit.predict(X(T)), "ratio": old, "calibrated": cal,
+                "calibrated_share": share}))
     return pd.concat(out, ignore_index=True)
 
 
@@ -191,13 +207,17 @@ def main() -> None:
     res = held_out(points, args.seed)
     res = res.assign(ape=_ape(res["floor"], res["measured"]),
                      signed=(res["floor"] / res["measured"] - 1.0) * 100.0,
-                     ape_ratio=_ape(res["ratio"], res["measured"]))
+                     ape_ratio=_ape(res["ratio"], res["measured"]),
+                     ape_cal=_ape(res["calibrated"], res["measured"]),
+                     ape_share=_ape(res["calibrated_share"], res["measured"]))
 
     def stats(d: pd.DataFrame) -> pd.Series:
         return pd.Series({"rows": len(d), "median_ape": np.median(d["ape"]),
                           "p95_ape": np.percentile(d["ape"], 95),
                           "median_signed": np.median(d["signed"]),
-                          "ratio_median_ape": np.nanmedian(d["ape_ratio"])})
+                          "ratio_median_ape": np.nanmedian(d["ape_ratio"]),
+                          "calibrated_median_ape": np.median(d["ape_cal"]),
+                          "calibrated_share_median_ape": np.median(d["ape_share"])})
 
     with pd.option_context("display.width", 200, "display.float_format", "{:.2f}".format):
         for by in (["ep"], ["distribution"], ["sku"]):
@@ -212,7 +232,9 @@ def main() -> None:
           f"wall_s={time.perf_counter() - t0:.1f}")
     print(f"ep_scaling median_ape={np.median(res['ape']):.2f} "
           f"p95_ape={np.percentile(res['ape'], 95):.2f} "
-          f"ratio_median_ape={np.nanmedian(res['ape_ratio']):.2f} rows={len(res)}")
+          f"ratio_median_ape={np.nanmedian(res['ape_ratio']):.2f} "
+          f"calibrated_median_ape={np.median(res['ape_cal']):.2f} "
+          f"calibrated_share_median_ape={np.median(res['ape_share']):.2f} rows={len(res)}")
 
 
 if __name__ == "__main__":
