@@ -48,7 +48,7 @@ from profiler.import_aiconfigurator import SYSTEMS  # noqa: E402
 from simulator.catalogue import load_catalogue  # noqa: E402
 from simulator.catalogue.specs import ModelSpec  # noqa: E402
 from simulator.execution.calibrated import CalibratedModel  # noqa: E402
-from simulator.execution.ep_floor import EP_FLOOR_PATH  # noqa: E402
+from simulator.execution.ep_floor import EP_FLOOR_PATH, rank_seconds  # noqa: E402
 from simulator.execution.predictors import PredictorParams, select  # noqa: E402
 
 SHAPE = ["hidden_size", "inter_size", "topk", "num_experts", "distribution"]
@@ -152,10 +152,10 @@ def fit_floor(d: pd.DataFrame) -> tuple[float, float]:
 
 
 def floor_rule(d: pd.DataFrame, fixed_s: float, slot_s: float) -> np.ndarray:
-    """``F + (t1 - F) / e`` in us (``t1`` not below ``F``)."""
+    """The engine's ``rank_seconds`` (``F + (t1 - F) / e``, ``t1`` not below ``F``) in
+    us."""
     F = (fixed_s + slot_s * d["slots"].to_numpy()) * 1e6
-    t1 = np.maximum(d["t1"].to_numpy(), F)
-    return F + (t1 - F) / d["ep"].to_numpy()
+    return rank_seconds(d["t1"].to_numpy(), F, d["ep"].to_numpy())
 
 
 def held_out(points: pd.DataFrame, seed: int) -> pd.DataFrame:

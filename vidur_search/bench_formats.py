@@ -330,13 +330,19 @@ _CLI_FLAG = {"concurrency": re.compile(r"--concurrency[\s=]+[\"']?(\d+)"),
              "request_rate": re.compile(r"--request-rate[\s=]+[\"']?([0-9.eE+-]+)")}
 
 
+def _summary_beside(path: Path, tool: str) -> tuple[Path | None, list[str]]:
+    """The summary ``tool`` (aiperf, genai_perf) writes next to its per-request export
+    ``path`` (``<stem>_<tool>.json``, else ``profile_export_<tool>.json``), None when
+    absent; and the names looked for."""
+    names = list(dict.fromkeys((f"{path.stem}_{tool}.json", f"profile_export_{tool}.json")))
+    return next((path.with_name(n) for n in names if path.with_name(n).is_file()), None), names
+
+
 def aiperf_load(records_path: Path) -> tuple[int, float, float, list[str]]:
     """(concurrency, request rate, Gamma shape, notes) of an aiperf run, from the summary
     aiperf writes next to its records (see the module doc); (0, NaN, 1, a note) without
     one. A summary that cannot be read is reported in the notes, not used."""
-    names = dict.fromkeys((f"{records_path.stem}_aiperf.json", "profile_export_aiperf.json"))
-    summary = next((records_path.with_name(n) for n in names
-                    if records_path.with_name(n).is_file()), None)
+    summary, _ = _summary_beside(records_path, "aiperf")
     unknown = (0, math.nan, 1.0)
     if summary is None:
         return (*unknown, ["aiperf: no profile_export_aiperf.json next to the records, so "
@@ -585,17 +591,12 @@ def _genai_load(path: Path, exp: Mapping[str, Any]) -> tuple[int, float, str]:
                          "concurrency nor a request rate, so the load is unknown")
 
 
-def _genai_summary_names(path: Path) -> list[str]:
-    return list(dict.fromkeys((f"{path.stem}_genai_perf.json", "profile_export_genai_perf.json")))
-
-
 def genai_perf_prompt_length(path: Path) -> tuple[int, str] | str:
     """(tokens, source) when the summary genai-perf writes next to its export says every
     prompt had one length: ``input_sequence_length`` with min == max, else synthetic
     prompts with stddev 0 and no prefix prompts in ``input_config`` (flat, or nested under
     ``input``). Otherwise a sentence saying why not."""
-    names = _genai_summary_names(path)
-    summary = next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
+    summary, names = _summary_beside(path, "genai_perf")
     if summary is None:
         return f"no {' or '.join(names)} next to it"
     try:

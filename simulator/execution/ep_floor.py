@@ -13,11 +13,15 @@ the held-out error). A SKU without measurements takes the reference SKU's consta
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+from simulator.catalogue import get_sku
 from simulator.catalogue.specs import SkuSpec
 from simulator.errors import ConfigError
 
@@ -60,11 +64,25 @@ def load_ep_floors(path: str | Path | None = None) -> dict[str, EpFloor]:
     return out
 
 
-def ep_floor_for(sku: SkuSpec, ref_bw_gbps: float, floors: dict[str, EpFloor] | None = None
-                 ) -> EpFloor:
+@cache
+def _packaged() -> dict[str, EpFloor]:
+    return load_ep_floors()
+
+
+def rank_seconds(t1, floor, ep: int, xmax: Callable = np.maximum):
+    """One EP rank's MoE layer from ``t1`` (the layer with every expert on one GPU at the
+    group's tokens) and the ``floor`` there: the floor plus ``1 / ep`` of the rest."""
+    return floor + xmax(t1 - floor, 0.0) / ep
+
+
+def ep_floor_for(sku: SkuSpec, ref_bw_gbps: float | None = None,
+                 floors: dict[str, EpFloor] | None = None) -> EpFloor:
     """The floor of ``sku``: its own fit, else the reference SKU's with ``slot_s`` scaled
-    by ``ref_bw_gbps / sku.mem_bw_gbps`` (``ref_bw_gbps``: the reference SKU's bandwidth)."""
-    floors = load_ep_floors() if floors is None else floors
+    by ``ref_bw_gbps / sku.mem_bw_gbps`` (``ref_bw_gbps``: the reference SKU's bandwidth,
+    default the built-in catalogue's). ``floors``: default the packaged file, read once."""
+    floors = _packaged() if floors is None else floors
+    if ref_bw_gbps is None:
+        ref_bw_gbps = get_sku(REFERENCE_SKU).mem_bw_gbps
     if sku.name in floors:
         return floors[sku.name]
     if REFERENCE_SKU not in floors:
@@ -75,4 +93,5 @@ def ep_floor_for(sku: SkuSpec, ref_bw_gbps: float, floors: dict[str, EpFloor] | 
                    f"({ref_bw_gbps:g} / {sku.mem_bw_gbps:g} GB/s)")
 
 
-__all__ = ["EP_FLOOR_PATH", "REFERENCE_SKU", "EpFloor", "ep_floor_for", "load_ep_floors"]
+__all__ = ["EP_FLOOR_PATH", "REFERENCE_SKU", "EpFloor", "ep_floor_for", "load_ep_floors",
+           "rank_seconds"]

@@ -83,11 +83,10 @@ import numpy as np
 import pandas as pd
 
 from simulator import memory
-from simulator.catalogue import get_sku
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
 from simulator.errors import ConfigError
 from simulator.execution.base import ExecutionModel
-from simulator.execution.ep_floor import REFERENCE_SKU, ep_floor_for
+from simulator.execution.ep_floor import ep_floor_for, rank_seconds
 from simulator.execution.predictors.cache import PredictorCache
 from simulator.execution.predictors.params import FALLBACKS, ProfiledParams
 from simulator.execution.predictors.selection import FitResult
@@ -523,9 +522,8 @@ class ProfiledModel(ExecutionModel):
             if self._wscale:  # FP8 weights from the native profile
                 t1 = t1 * (np.asarray(fb._moe_roofline(Gf, Gf, 1, np.maximum))
                            / np.asarray(self._native()._moe_roofline(Gf, Gf, 1, np.maximum)))
-            floor = ep_floor_for(self.sku, get_sku(REFERENCE_SKU).mem_bw_gbps)
-            F = floor.seconds(Gf, m.experts_top_k, m.hidden_size)
-            moe = F + np.maximum(t1 - F, 0.0) / ep
+            floor = ep_floor_for(self.sku)
+            moe = rank_seconds(t1, floor.seconds(Gf, m.experts_top_k, m.hidden_size), ep)
             self.sources["moe_experts"] = (
                 f"{layer.origin} at the group's tokens"
                 + (f" in {self._wdtype}" if self._wscale else "")
