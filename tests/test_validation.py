@@ -498,6 +498,38 @@ def test_mixed_batches_cost_the_measured_mixed_call(reference_dir: Path,
     assert min(a, b) <= mid <= max(a, b) and a != b
 
 
+def test_an_fp8_kv_cache_keeps_the_measured_mixed_call(reference_dir: Path,
+                                                       tmp_path: Path) -> None:
+    """With bf16 tables only, an FP8 KV cache still prices a mixed batch's decodes from
+    the measured mixed call (carried to fp8 as the decode-only table is), not as
+    decode-only calls."""
+    from simulator.catalogue import load_catalogue
+    from simulator.execution.profiled import ProfiledModel, ProfiledParams
+    from simulator.precision import Precision
+
+    import_llmservingsim(reference_dir / "llmservingsim", tmp_path / "store")
+    cat = load_catalogue()
+    args = (cat.model("llama-3.1-8b"), cat.sku("rtx-pro-6000"), cat.node("rtx-pro-6000-pcie"),
+            1, 1, ProfiledParams(store=(str(tmp_path / "store"),), fallback="calibrated",
+                                 cache_dir=str(tmp_path / "cache")))
+    bf = ProfiledModel(*args, max_batch=128, max_tokens=16384)
+    f8 = ProfiledModel(*args, max_batch=128, max_tokens=16384,
+                       precision=Precision(kv_cache="fp8"))
+    assert "fp8 / bf16 KV ratio" in f8.sources["attention_mixed"]
+    scaled, gain = [], []
+    for c in (256, 1024, 2048):
+        for n in (8, 32, 128):
+            for kv in (512, 2048, 8192):
+                ctx = [kv + 1] * n
+                m16, m8 = (pm.breakdown([c], [0], ctx)[0]["attention_decode"] for pm in (bf, f8))
+                a16, a8 = (pm._decode_attn(n, n * (kv + 1)) * 32 for pm in (bf, f8))
+                scaled.append((m8 / m16) / (a8 / a16))
+                gain.append(m8 / a8)
+    assert a8 < a16  # fp8 KV reads are cheaper
+    assert max(abs(x - 1) for x in scaled) < 0.03, sorted(scaled)
+    assert np.median(gain) > 1.2, sorted(gain)  # still the mixed call, not decode-only
+
+
 # --------------------------------------------------------------------------- run.py
 
 

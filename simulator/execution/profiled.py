@@ -26,8 +26,11 @@ operator's time comes from the profiles of (model, SKU, TP) where they have it:
   interpolated bilinearly in (log2 chunk, log2(prior + 1)) between them; a batch's chunk
   is its prefill tokens, its prior context their token-weighted mean. (Fitting the
   difference of two measured calls instead, noisy where the decodes add little, missed the
-  measured mixed call by 35% at P95 against 6.5% for the whole-call fit.)
-  Without it, the decode-only table prices those decodes;
+  measured mixed call by 35% at P95 against 6.5% for the whole-call fit.) Under an FP8
+  KV cache without an fp8 ``attention_mixed`` file, the model dtype's share (its fit less
+  the chunk at the model dtype, the engine's price times the fallback's ratio) is carried
+  to FP8 by the fallback's decode ratio, as the other attention tables are.
+  Without the file, the decode-only table prices those decodes;
 - TP all-reduce and PP send: the node's ``collective`` file (``num_gpus = tp``,
   ``gpus_per_node = tp``; a send is ``num_gpus = 2`` with 2 or 1 GPUs on one node);
 - CPU overhead, sampling and the LM head: the model's ``cpu_overhead`` file and
@@ -478,17 +481,19 @@ class ProfiledModel(ExecutionModel):
         self._mixed_cp: tuple[float, ...] = ()  # measured (chunk lo, hi, prior lo, hi)
         found = self._mixed_source()
         if found is not None:  # a share is smooth: 4 points per doubling of the context
-            src, heads, chunks, priors = found
+            src, heads, chunks, priors, native = found
             coarse = OctaveAxis.covering(self._max_tokens, min(4, self.params.axis_per_octave))
             saved = self.out_of_range.copy()  # pricing the chunks alone is not a lookup
             for c in chunks:
                 tabs = []
                 for p in priors:
                     alone = self._prefill_attn([c], [p])
+                    if native:  # the share of a model-dtype call: its chunk in that dtype
+                        alone *= self._prefill_kv_ratio(c, p)
                     table, self._mixed_box = self._attention_table(
                         "attention_decode", rows, coarse, found=(src, heads),
                         label="attention_mixed", at={"chunk_tokens": c, "prior_kv": p},
-                        minus=alone, table=SparseRowTable)
+                        minus=alone, table=SparseRowTable, native_kv=native)
                     tabs.append(table)
                 self._mixed.append(tabs)
             self.out_of_range = saved
@@ -619,38 +624,52 @@ class ProfiledModel(ExecutionModel):
         """Whether ``group``'s values lie inside the fitted ranges (GPU counts measured)."""
         return all(res.ranges[c][0] <= v <= res.ranges[c][1] for c, v in group.items())
 
-    def _mixed_source(self) -> tuple[_Source, dict[str, int], list[int], list[int]] | None:
-        """The fitted whole mixed call (module docstring), this model's heads per GPU, and
-        the grid's chunk sizes and prior contexts (measured values, at most
-        ``MIXED_CHUNKS`` / ``MIXED_PRIORS`` spread in log2); None without the model's
-        ``attention_mixed`` file. (The share is taken against this model's own price of
-        the chunk, wherever that comes from, so a single-chunk batch costs the fit.)"""
+    def _mixed_source(self) -> tuple[_Source, dict[str, int], list[int], list[int],
+                                     bool] | None:
+        """The fitted whole mixed call (module docstring), this model's heads per GPU, the
+        grid's chunk sizes and prior contexts (measured values, at most ``MIXED_CHUNKS`` /
+        ``MIXED_PRIORS`` spread in log2), and whether the file is in the model dtype
+        under an FP8 KV cache (its share then carried to FP8 by the fallback's ratio);
+        None without the model's ``attention_mixed`` file. (The share is taken against
+        this model's own price of the chunk, wherever that comes from, so a single-chunk
+        batch costs the fit.)"""
         m, d, tp = self.model, self.sku.name, self.tp
-        for store in self._stores:
-            if "attention_mixed" not in store.coverage(m.name, d, tp, self._kvdtype):
-                continue
-            mixed, meta = store.load(d, m.name, tp, "attention_mixed", self._kvdtype)
-            src = self._fitted(mixed, meta, "attention_mixed")
-            chunks = spread_log2(mixed["chunk_tokens"].to_numpy(), MIXED_CHUNKS)
-            priors = spread_log2(mixed["prior_kv"].to_numpy(), MIXED_PRIORS, offset=1)
-            return src, per_gpu_heads(model_shape_of(m), tp), chunks, priors
+        for dtype in dict.fromkeys((self._kvdtype, self._dtype)):
+            for store in self._stores:
+                if "attention_mixed" not in store.coverage(m.name, d, tp, dtype):
+                    continue
+                mixed, meta = store.load(d, m.name, tp, "attention_mixed", dtype)
+                src = self._fitted(mixed, meta, "attention_mixed")
+                chunks = spread_log2(mixed["chunk_tokens"].to_numpy(), MIXED_CHUNKS)
+                priors = spread_log2(mixed["prior_kv"].to_numpy(), MIXED_PRIORS, offset=1)
+                return (src, per_gpu_heads(model_shape_of(m), tp), chunks, priors,
+                        dtype != self._kvdtype)
         return None
+
+    def _prefill_kv_ratio(self, chunk: int, prior: int) -> float:
+        """The fallback's model-dtype / KV-dtype price of one chunk's prefill attention."""
+        args = (chunk * (2 * prior + chunk + 1), chunk, prior + chunk, 0, 0, max)
+        return (self._native()._attention(*args)[0]
+                / max(self.fallback._attention(*args)[0], 1e-30))
 
     def _attention_table(self, family: str, rows: np.ndarray, axis: OctaveAxis, *,
                          found: tuple[_Source, dict[str, int]] | None = None,
                          label: str = "", at: dict[str, int] | None = None,
                          minus: float = 0.0, table: type[OctaveTable] = OctaveTable,
+                         native_kv: bool = False,
                          ) -> tuple[OctaveTable, tuple[float, ...] | None]:
         """Per-layer seconds over (sequences, KV length or equal-work chunk), from
         ``found`` (else the family's profiles); ``label`` names it in ``sources`` and
         ``fitted`` (default: the family). ``at``: further shape columns held fixed (a
         mixed call's chunk and prior context); ``minus``: seconds taken off every cell
         inside the measured range (floored at 0) before the roofline carries the cells
-        beyond it; ``table``: the table class. The box is the measured (batch lo,
-        batch hi, axis lo, axis hi), None without profiles."""
+        beyond it; ``table``: the table class; ``native_kv``: ``found`` is in the model
+        dtype under an FP8 KV cache. The box is the measured (batch lo, batch hi, axis lo,
+        axis hi), None without profiles."""
         fb = self.fallback
         pts = axis.points
-        native = None  # an FP8 KV cache read from the model dtype's profiles
+        # an FP8 KV cache read from the model dtype's profiles
+        native = self._native() if native_kv else None
         if found is None:
             found = self._attention_source(family)
             if found is None and self._kvdtype != self._dtype:
