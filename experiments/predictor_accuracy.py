@@ -163,20 +163,13 @@ def _ape(pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
 
 
 def _fit_eval(rows: pd.DataFrame, family: str, train: np.ndarray, test: np.ndarray,
-              params: PredictorParams) -> tuple[np.ndarray, float, list[str]]:
-    """Held-out APEs (%), fit seconds and the kinds of model the grid search chose."""
+              params: PredictorParams) -> tuple[np.ndarray, float, str]:
+    """Held-out APEs (%), fit seconds and the kind of model the grid search chose."""
     cols = list(FAMILY_FEATURES[family].columns)
     tr, te = rows.iloc[train], rows.iloc[test]
     res = select(tr[cols], tr[TARGET].to_numpy(), family, params)
     pred = res.predict(te[cols])
-    return _ape(pred, te[TARGET].to_numpy()), res.seconds, [model_name(res.predictor)]
-
-
-def kinds_text(kinds: list[str]) -> str:
-    """``forest`` or, for several fits of one split, ``forest x5, piecewise log x3``."""
-    if len(kinds) == 1:
-        return kinds[0]
-    return ", ".join(f"{k} x{v}" for k, v in Counter(kinds).most_common())
+    return _ape(pred, te[TARGET].to_numpy()), res.seconds, model_name(res.predictor)
 
 
 def model_name(pred: object) -> str:
@@ -244,12 +237,12 @@ def run(reference: Path, max_rows: int, seed: int, quick: bool,
             continue
         perm = rng.permutation(n)
         cut = round(0.8 * n)
-        ape, secs, kinds = _fit_eval(rows, family, perm[:cut], perm[cut:], params)
+        ape, secs, kind = _fit_eval(rows, family, perm[:cut], perm[cut:], params)
         plateau = (plateau_spread(rows) if operator_of(label) == "gemm"
                    and rows["count"].max() == 1 else np.array([]))
         base = {"table": label, "op": operator_of(label), "source": source_of(label),
                 "rows": n, "source_rows": source_rows}
-        records.append({**base, "split": "random", "ape": ape, "fit_s": secs, "kinds": kinds,
+        records.append({**base, "split": "random", "ape": ape, "fit_s": secs, "kind": kind,
                         "spread": repeat_spread(rows.iloc[perm[cut:]]), "plateau": plateau})
         for col in EXTRAPOLATE.get(family, ()):
             v = rows[col].to_numpy()
@@ -258,9 +251,9 @@ def run(reference: Path, max_rows: int, seed: int, quick: bool,
             train = np.flatnonzero(v < thr)
             if len(test) == 0 or len(train) < 10:
                 continue
-            ape, secs, kinds = _fit_eval(rows, family, train, test, params)
+            ape, secs, kind = _fit_eval(rows, family, train, test, params)
             records.append({**base, "split": f"extrapolate:{col}", "ape": ape, "fit_s": secs,
-                            "kinds": kinds, "spread": np.array([]), "plateau": np.array([])})
+                            "kind": kind, "spread": np.array([]), "plateau": np.array([])})
     return pd.DataFrame(records), notes
 
 
@@ -273,7 +266,7 @@ def summarise(res: pd.DataFrame, by: tuple[str, ...] = ("op",)) -> pd.DataFrame:
         ext = part[part["split"] != "random"]
         a = np.concatenate(rnd["ape"].to_list())
         x = np.concatenate(ext["ape"].to_list()) if len(ext) else np.array([np.nan])
-        models = Counter(k for ks in rnd["kinds"] for k in ks)
+        models = Counter(rnd["kind"])
         spread = np.concatenate(rnd["spread"].to_list())
         rows.append({
             **dict(zip(by, key, strict=True)), "tables": len(rnd),
@@ -310,7 +303,7 @@ def main() -> None:
             a = np.concatenate(part["ape"].to_list())
             print(f"{table} {split}: median {np.median(a):.2f}% p95 "
                   f"{np.percentile(a, 95):.2f}% rows {part['rows'].iloc[0]}/"
-                  f"{part['source_rows'].iloc[0]} ({kinds_text(part['kinds'].iloc[0])})")
+                  f"{part['source_rows'].iloc[0]} ({part['kind'].iloc[0]})")
     with pd.option_context("display.width", 250, "display.max_columns", 20,
                            "display.max_colwidth", 90, "display.float_format", "{:.2f}".format):
         print(summarise(res).to_string(index=False))
