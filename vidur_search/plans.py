@@ -36,19 +36,21 @@ LATENCY_COLUMNS: tuple[str, ...] = (
 _CEIL_SLACK = 1e-9
 
 
-def validate_tiers(tiers: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+def validate_tiers(tiers: Mapping[str, Mapping[str, float]], *,
+                   field: str = "tiers") -> dict[str, dict[str, float]]:
     """Check SLO tiers (name -> {latency column: upper bound in seconds}); return plain dicts.
 
-    Raises ConfigError naming the tier and key when a key is not a latency column (listing the
-    allowed ones) or a bound is not a number > 0.
+    Raises ConfigError naming the tier and key (under ``field``, e.g. ``output.slo_tiers``
+    for the search app's setting) when a key is not a latency column (listing the allowed
+    ones) or a bound is not a number > 0.
     """
     if not isinstance(tiers, Mapping):
-        raise ConfigError("tiers", tiers, "must be a mapping tier name -> {latency column: s}")
+        raise ConfigError(field, tiers, "must be a mapping tier name -> {latency column: s}")
     out: dict[str, dict[str, float]] = {}
     for name, bounds in tiers.items():
         if not isinstance(bounds, Mapping) or not bounds:
             raise ConfigError(
-                f"tiers.{name}", bounds,
+                f"{field}.{name}", bounds,
                 "must be a non-empty mapping latency column -> upper bound in seconds; "
                 "allowed columns are " + ", ".join(LATENCY_COLUMNS),
             )
@@ -56,12 +58,13 @@ def validate_tiers(tiers: Mapping[str, Mapping[str, float]]) -> dict[str, dict[s
         for key, bound in bounds.items():
             if key not in LATENCY_COLUMNS:
                 raise ConfigError(
-                    f"tiers.{name}", key,
+                    f"{field}.{name}.{key}", bound,
                     "unknown latency column; allowed are " + ", ".join(LATENCY_COLUMNS),
                 )
             if (not isinstance(bound, int | float) or isinstance(bound, bool)
                     or not math.isfinite(bound) or bound <= 0):
-                raise ConfigError(f"tiers.{name}.{key}", bound, "must be a number of seconds > 0")
+                raise ConfigError(f"{field}.{name}.{key}", bound,
+                                  "must be a number of seconds > 0")
             checked[key] = float(bound)
         out[str(name)] = checked
     return out

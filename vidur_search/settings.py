@@ -3,8 +3,10 @@
 The dataclasses below are registered in Hydra's ConfigStore as ``search_schema`` and sit
 first in ``conf/app/config.yaml``'s defaults, so Hydra itself rejects a misspelt key or a value
 of the wrong type with its own message. ``check`` then rejects what types cannot express
-(an unknown SKU or one without a price, an empty space, an SLO quantile we do not measure)
-by raising ``ConfigError`` before any trial runs.
+(an unknown SKU or one without a price, an empty space or a bad entry in it, an SLO
+quantile we do not measure, a Ray address or storage URL that cannot work, ...) by raising
+``ConfigError`` before Ray starts or any trial runs; ``check_output_dir`` does the same for
+the output folder (``app.CheckOutputDir`` runs it before Hydra creates that folder).
 
 ``workloads`` stays an untyped mapping here: each entry is a ``simulator`` workload and is
 checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys included).
@@ -13,19 +15,34 @@ checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys incl
 from __future__ import annotations
 
 import math
+import os
+import re
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from simulator import ConfigError
 from simulator.catalogue import load_catalogue
+from simulator.config import build
 from simulator.errors import one_of
+from simulator.precision import Precision
 
 SAMPLERS = ("tpe", "nsga2", "grid")
 MODES = ("normal", "nightly")
 REPLICA_SCALING = ("linear", "simulate")
 SLO_QUANTILES = ("p50", "p90", "p95", "p99")
+#: Optuna's samplers seed numpy's legacy generator: a seed in [0, 2**32).
+MAX_SEED = 2**32 - 1
+RAY_ADDRESSES = ("null or empty (start Ray in this process), 'local' (a new local instance), "
+                 "'auto' (the cluster `ray start` started on this machine), "
+                 "'<host>:<port>' (a cluster's GCS address, e.g. 10.0.0.1:6379) or "
+                 "'ray://<host>:<port>' (Ray Client, e.g. ray://head:10001)")
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+STORAGE_EXAMPLE = ("an SQLAlchemy database URL, e.g. sqlite:////abs/path/optuna.db or "
+                   "postgresql://user@host/db, or empty for optuna.db in the output folder")
 
 
 @dataclass
@@ -207,8 +224,119 @@ def check(app: dict[str, Any]) -> None:
     if cap["max_simulations"] < 2:
         raise ConfigError("search.capacity.max_simulations", cap["max_simulations"],
                           "an integer >= 2")
-    if app["ray"]["cpus_per_trial"] <= 0:
-        raise ConfigError("ray.cpus_per_trial", app["ray"]["cpus_per_trial"], "> 0")
-    if app["output"]["target_qps"] < 0:
-        raise ConfigError("output.target_qps", app["output"]["target_qps"],
-                          ">= 0 (0 = no target-load plan)")
+    max_trial_s = cap.get("max_trial_s", 0.0)
+    if not _number(max_trial_s) or not max_trial_s >= 0:
+        raise ConfigError("search.capacity.max_trial_s", max_trial_s,
+                          "a number of seconds >= 0 (0 = no limit)")
+    check_space(search["space"])
+    check_sampler_seed(app)
+    if search.get("storage"):
+        check_storage(search["storage"])
+    check_ray(app["ray"])
+    out = app["output"]
+    if not _number(out["target_qps"]) or not 0 <= out["target_qps"] < math.inf:
+        raise ConfigError("output.target_qps", out["target_qps"],
+                          "a finite number of requests/s >= 0 (0 = no target-load plan)")
+    tol = out.get("regression_tolerance", 0.02)
+    if not _number(tol) or not 0 <= tol < 1:
+        raise ConfigError("output.regression_tolerance", tol,
+                          "a fraction in [0, 1), e.g. 0.02 (nightly: a drop of the best "
+                          "capacity per dollar beyond it is a regression)")
+    check_slo_tiers(out.get("slo_tiers") or {})
+    build(Precision, app.get("precision") or {}, "precision")
+
+
+def _number(value: Any) -> bool:
+    """A real number (an int or float, not a bool, not NaN)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and not (isinstance(value, float) and math.isnan(value)))
+
+
+def check_space(space: dict[str, Any]) -> None:
+    """Every entry of ``search.space`` (see ``space.check_space``), naming a bad one."""
+    from vidur_search.space import check_space as check_entries
+
+    check_entries(space)
+
+
+def check_sampler_seed(app: dict[str, Any]) -> None:
+    """The Optuna sampler's seed (``search.sampler_seed``, else the top-level ``seed``)
+    must be an integer in [0, 2**32): numpy's legacy generator takes no other."""
+    seed = app["search"].get("sampler_seed")
+    field_name = "search.sampler_seed"
+    if seed is None:
+        if app["search"]["sampler"] == "grid":
+            return  # grid has no sampler; the simulator checks the top-level seed
+        seed, field_name = app.get("seed", 0), "seed"
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
+        raise ConfigError(field_name, seed, f"an integer in [0, {MAX_SEED}] (the Optuna "
+                          "sampler's seed; search.sampler_seed=null uses seed)")
+
+
+def check_storage(url: str) -> None:
+    """``search.storage``: a URL SQLAlchemy parses, of a dialect whose driver is installed
+    (Optuna's RDB storage opens it only after Ray has started)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("search.storage", url, STORAGE_EXAMPLE) from None
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise ConfigError("search.storage", url, f"unknown database kind "
+                          f"{parsed.drivername!r}; {STORAGE_EXAMPLE}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as err:
+        raise ConfigError("search.storage", url, f"the {parsed.drivername} driver is not "
+                          f"installed ({err}); install it, or give {STORAGE_EXAMPLE}") from None
+
+
+def check_ray(ray: dict[str, Any]) -> None:
+    """``ray.address`` in a form Ray takes, ``ray.num_cpus`` a CPU count (Ray itself says
+    so only after it started, or hangs)."""
+    address = ray.get("address")
+    if address is not None and not isinstance(address, str):
+        raise ConfigError("ray.address", address, "allowed: " + RAY_ADDRESSES)
+    address = address or ""
+    if address and address not in ("local", "auto"):
+        match = _HOST_PORT.fullmatch(address.removeprefix("ray://"))
+        if match is None or not 1 <= int(match.group(1)) <= 65535:
+            raise ConfigError("ray.address", address, "allowed: " + RAY_ADDRESSES)
+    num_cpus = ray.get("num_cpus")
+    if num_cpus is not None and not (isinstance(num_cpus, int)
+                                     and not isinstance(num_cpus, bool) and num_cpus >= 1):
+        raise ConfigError("ray.num_cpus", num_cpus,
+                          "an integer >= 1, or null for every core of this machine")
+    per_trial = ray.get("cpus_per_trial", 1.0)
+    if not _number(per_trial) or not 0 < per_trial < math.inf:
+        raise ConfigError("ray.cpus_per_trial", per_trial, "> 0")
+    if num_cpus is not None and not address and per_trial > num_cpus:
+        raise ConfigError("ray.cpus_per_trial", per_trial,
+                          f"at most ray.num_cpus={num_cpus} (no trial could start)")
+
+
+def check_slo_tiers(tiers: Any) -> None:
+    """``output.slo_tiers`` (see ``plans.validate_tiers``), named as the config names it."""
+    from vidur_search.plans import validate_tiers
+
+    validate_tiers(tiers, field="output.slo_tiers")
+
+
+def check_output_dir(path: str | os.PathLike[str], field_name: str = "output.dir") -> None:
+    """Create the folder ``path`` (as the command would) and write a file in it; a
+    ConfigError naming ``field_name`` when either fails."""
+    target = Path(path)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except FileExistsError:
+        raise ConfigError(field_name, str(path), "a folder to write the results in; this "
+                          "path (or a parent) exists and is not a folder") from None
+    except OSError as err:
+        raise ConfigError(field_name, str(path), "a folder the results can be written in: "
+                          f"{err.strerror or err}") from None

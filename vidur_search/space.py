@@ -167,6 +167,34 @@ def simulation_config(
     return SimulationConfig.from_dict(d)
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_space(space: Mapping[str, Any]) -> None:
+    """Reject a bad entry of the ``search.space`` lists before any candidate is built,
+    naming it (``search.space.tensor_parallel[0]``): TP, PP, replicas and batch caps are
+    integers >= 1, chunk sizes integers >= 1 or 0 (the scheduler preset's own chunk size,
+    as an empty list), ``max_gpus`` an integer >= 1 and schedulers names of
+    ``conf/scheduler/`` presets. Empty lists are left to the caller (some have defaults)."""
+    for name in ("tensor_parallel", "pipeline_parallel", "replicas", "batch_caps"):
+        for i, value in enumerate(space.get(name) or []):
+            if not (_whole(value) and value >= 1):
+                raise ConfigError(f"search.space.{name}[{i}]", value, "an integer >= 1")
+    for i, value in enumerate(space.get("chunk_sizes") or []):
+        if not (_whole(value) and value >= 0):
+            raise ConfigError(f"search.space.chunk_sizes[{i}]", value,
+                              "an integer >= 1, or 0 for the scheduler preset's own chunk size")
+    for i, value in enumerate(space.get("expert_parallel") or []):
+        if not isinstance(value, bool):
+            raise ConfigError(f"search.space.expert_parallel[{i}]", value, "true or false")
+    max_gpus = space.get("max_gpus")
+    if not (_whole(max_gpus) and max_gpus >= 1):
+        raise ConfigError("search.space.max_gpus", max_gpus, "an integer >= 1")
+    for name in space.get("schedulers") or []:
+        scheduler_preset(name)  # unknown names fail here, naming the allowed ones
+
+
 def build_space(base: Mapping[str, Any], space: Mapping[str, Any],
                 requests_per_replica: int) -> Space:
     """Enumerate ``space`` (lists of skus, tensor_parallel, pipeline_parallel, replicas,
@@ -178,8 +206,7 @@ def build_space(base: Mapping[str, Any], space: Mapping[str, Any],
     for name in ("skus", "tensor_parallel", "pipeline_parallel", "schedulers", "batch_caps"):
         if not space.get(name):
             raise ConfigError(f"search.space.{name}", space.get(name), "a non-empty list")
-    for name in space["schedulers"]:
-        scheduler_preset(name)  # unknown names fail here, naming the allowed ones
+    check_space(space)
     max_gpus = int(space["max_gpus"])
     out: list[Candidate] = []
     dropped: Counter[str] = Counter()
