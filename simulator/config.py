@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
-from simulator.errors import ConfigError, one_of
+from simulator.errors import ConfigError, boolean, in_range, one_of
 from simulator.execution.predictors.params import ProfiledParams
 from simulator.execution.roofline import RooflineParams
 from simulator.memory import KvCapacity, kv_capacity
@@ -166,13 +167,9 @@ class SchedulerConfig:
                                       "vllm_0_8, vllm_0_19)")
                 continue
             _positive_int(f"scheduler.{name}", value)
-        if not 0 <= self.watermark < 1:
-            raise ConfigError("scheduler.watermark", self.watermark, "must be in [0, 1)")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(
-                "scheduler.gpu_memory_utilization", self.gpu_memory_utilization,
-                "must be in (0, 1]",
-            )
+        in_range("scheduler.watermark", self.watermark, 0, 1, hi_open=True)
+        in_range("scheduler.gpu_memory_utilization", self.gpu_memory_utilization, 0, 1,
+                 lo_open=True)
         for name in ("num_blocks_override", "kv_tokens_override"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -251,6 +248,7 @@ class EngineConfig:
     max_fast_forward_steps: int = 1024
 
     def __post_init__(self) -> None:
+        boolean("engine.fast_forward", self.fast_forward)
         _positive_int("engine.max_fast_forward_steps", self.max_fast_forward_steps)
 
 
@@ -277,6 +275,11 @@ class SimulationConfig:
     node_spec: NodeSpec = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.catalogue, Path):
+            self.catalogue = str(self.catalogue)
+        if not isinstance(self.catalogue, str):
+            raise ConfigError("catalogue", self.catalogue,
+                              "must be a directory path ('' = the built-in catalogue)")
         cat = load_catalogue(self.catalogue or None)
         self.model_spec = cat.model(self.model)
         self.sku_spec = cat.sku(self.sku)
@@ -298,6 +301,81 @@ class SimulationConfig:
         self._apply_execution_overrides()
         self._check_parallelism()
         self.kv_capacity()  # raises when the model does not fit
+        self._check_fixed_lengths_context()
+        if self.execution.kind == "profiled":
+            self.check_profile_stores()
+
+    def check_profile_stores(self) -> None:
+        """ConfigError naming ``execution.profiled.store`` unless every store it names is
+        an existing directory (none named: the packaged profiles). Construction calls it
+        for ``execution.kind=profiled``, so that a mistyped path is an error before any
+        work rather than silently replaced by the fallback model.
+        """
+        for root in self.execution.profiled.store:
+            path = Path(root).expanduser()
+            if not path.is_dir():
+                what = "is not a directory" if path.exists() else "no such directory"
+                raise ConfigError(
+                    "execution.profiled.store", root,
+                    f"{what}; give existing profile-store directories (`python -m profiler "
+                    "... out=DIR` writes one), or [] for the profiles shipped in the package")
+
+    def fixed_lengths(self) -> tuple[int, int] | None:
+        """(prompt, output) tokens of every request of a ``fixed``-length workload, after
+        ``max_total_tokens``' cap; None for the other length kinds."""
+        ln = self.workload.lengths
+        if ln.kind != "fixed":
+            return None
+        prefill, decode = ln.prefill_tokens, ln.decode_tokens
+        if ln.max_total_tokens > 0:
+            prefill = min(prefill, ln.max_total_tokens - 1)
+            decode = max(1, min(decode, ln.max_total_tokens - prefill))
+        return prefill, decode
+
+    def _check_fixed_lengths_context(self) -> None:
+        """A fixed-length workload longer than the model's context: every request would
+        be rejected, so it is a ConfigError naming the length that is too long."""
+        lengths = self.fixed_lengths()
+        ctx = self.model_spec.max_context
+        if lengths is None or sum(lengths) <= ctx:
+            return
+        prefill, decode = lengths
+        name = "prefill_tokens" if prefill >= ctx else "decode_tokens"
+        raise ConfigError(
+            f"workload.lengths.{name}", getattr(self.workload.lengths, name),
+            f"prompt + output = {prefill} + {decode} = {prefill + decode} tokens exceeds "
+            f"{self.model}'s max context of {ctx} tokens, so every request would be "
+            f"rejected; keep workload.lengths.prefill_tokens + decode_tokens <= {ctx}")
+
+    def check_workload_fits(self) -> None:
+        """ConfigError when every request of a ``fixed``-length workload would be rejected
+        by the replica scheduler (too long for the model's context, the KV cache or the
+        scheduler's token budget), naming ``workload.lengths.prefill_tokens`` or
+        ``decode_tokens``. Sampled and trace lengths are not checked (their rejections are
+        counted, with reasons, in the summary)."""
+        import numpy as np
+
+        from simulator.scheduling import REGISTRY, RequestState  # imports this module
+        from simulator.workload import RequestTable
+
+        lengths = self.fixed_lengths()
+        if lengths is None:
+            return
+        prefill, decode = lengths
+        cap = self.kv_capacity()
+        # request 0: the workload's; request 1: its prompt with one output token
+        state = RequestState(RequestTable(arrival=np.zeros(2), num_prefill=[prefill, prefill],
+                                          num_decode=[decode, 1]))
+        sched = REGISTRY[self.scheduler.name](0, self.scheduler, state, cap.num_blocks,
+                                              self.model_spec.max_context)
+        reason = sched.reject_reason(0)
+        if not reason:
+            return
+        name = "prefill_tokens" if sched.reject_reason(1) else "decode_tokens"
+        kv = (f" (KV capacity per replica: {cap.num_tokens} tokens, {cap.num_blocks} blocks "
+              f"of {cap.block_size})" if "KV" in reason else "")
+        raise ConfigError(f"workload.lengths.{name}", getattr(self.workload.lengths, name),
+                          f"every request would be rejected: {reason}{kv}")
 
     def _apply_execution_overrides(self) -> None:
         """Set the scheduler preset's ``execution_overrides`` in ``execution.roofline``.

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from simulator.errors import ConfigError, one_of, positive
+from simulator.errors import ConfigError, boolean, one_of, positive
 
 __all__ = [
     "ArrivalConfig",
@@ -36,6 +36,9 @@ __all__ = [
 ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace", "closed", "capped")
 LENGTH_KINDS = ("fixed", "uniform", "zipf", "trace")
 TRACE_FORMATS = ("auto", "vidur", "columns")
+
+# Hydra's placeholder for a value that must be given (e.g. ``trace_file: ???``)
+MISSING = "???"
 
 ARRIVED_AT = "arrived_at"
 NUM_PREFILL = "num_prefill_tokens"
@@ -208,8 +211,7 @@ class ArrivalConfig:
         positive("workload.arrival.time_scale", self.time_scale)
         _int_at_least("workload.arrival.concurrency", self.concurrency, 1)
         positive("workload.arrival.think_time_s", self.think_time_s, allow_zero=True)
-        if not isinstance(self.catch_up, bool):
-            raise ConfigError("workload.arrival.catch_up", self.catch_up, "true or false")
+        boolean("workload.arrival.catch_up", self.catch_up)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ArrivalConfig:
@@ -332,13 +334,21 @@ class WorkloadConfig:
         for name in ("prefill_column", "decode_column", "arrival_column"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"workload.{name}", getattr(self, name), "a column name or ''")
+        if self.trace_file is not None and not isinstance(self.trace_file, str):
+            raise ConfigError("workload.trace_file", self.trace_file,
+                              "must be the path of a CSV or Parquet trace")
         if not self.uses_trace:
             return
-        if not self.trace_file:
+        if not self.trace_file or self.trace_file == MISSING:
+            kinds = [f"{what}.kind is 'trace'" for what, kind in
+                     (("arrival", self.arrival.kind), ("lengths", self.lengths.kind))
+                     if kind == "trace"]
             raise ConfigError(
                 "workload.trace_file",
                 self.trace_file,
-                "a CSV or Parquet path is required when arrival.kind or lengths.kind is 'trace'",
+                f"is required when workload.{' and workload.'.join(kinds)} (e.g. workload="
+                "trace or trace_lengths): set workload.trace_file=PATH to a CSV or Parquet "
+                "trace",
             )
         resolve_trace_columns(
             self.trace_file,

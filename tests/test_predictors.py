@@ -454,7 +454,7 @@ def test_every_grid_search_knob_is_configurable() -> None:
     cfg = SimulationConfig.from_dict({
         "model": MODEL, "sku": SKU,
         "execution": {"kind": "profiled", "profiled": {
-            "store": "a", "interp": ["linear"], "smooth": [3], "small_folds": 5,
+            "store": [], "interp": ["linear"], "smooth": [3], "small_folds": 5,
             "piecewise": False, "tie_tolerance": 0.1}},
     })
     key = cfg.execution.profiled.predictor_params().as_key()
@@ -498,6 +498,7 @@ def test_profiled_without_profiles_runs_the_fallback_and_says_so(tmp_path: Path)
     from simulator import SimulationConfig, simulate
     from simulator.execution.profiled import MissingProfilesError
 
+    (tmp_path / "empty").mkdir()
     prof = {"store": [str(tmp_path / "empty")], "fallback": "calibrated",
             "cache_dir": str(tmp_path / "cache")}
     spec = {"model": MODEL, "sku": SKU,

@@ -8,41 +8,125 @@ Overrides use the same ``conf/`` groups as the search, e.g.::
 Prints a summary table and where the outputs went (``output.dir``): requests/batches/
 replicas Parquet tables, ``summary.json`` and, with ``output.chrome_trace=true``, a
 Perfetto trace.
+
+Every setting is checked before the simulation starts (``output.dir`` before Hydra
+creates it, by ``CheckOutputDir``): a bad one is a one-line configuration error, exit 2.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from simulator import SimulationConfig, simulate
+from simulator import ConfigError, SimulationConfig, simulate
+from simulator.errors import ConfigWarning, boolean
 from simulator.metrics import format_summary
 from vidur_search.cli import run_and_exit
 
 console = Console(stderr=True)
 
+OUTPUT_FLAGS = ("chrome_trace", "token_table", "progress")
+
 
 def config_from_hydra(cfg: DictConfig) -> SimulationConfig:
-    """The SimulationConfig for a composed Hydra config (``output`` and ``hydra`` aside)."""
+    """The SimulationConfig for a composed Hydra config (``output`` and ``hydra`` aside).
+
+    A value left at Hydra's ``???`` is a ConfigError naming it (``workload.trace_file``:
+    required for trace workloads, ignored otherwise); a relative trace path is taken from
+    the directory the command was started in."""
+    missing = [k for k in OmegaConf.missing_keys(cfg)
+               if not k.startswith(("hydra.", "output.")) and k != "workload.trace_file"]
+    if missing:
+        raise ConfigError(missing[0], "???", f"is required: set {missing[0]}=VALUE")
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     plain.pop("output", None)
     plain.pop("hydra", None)
     workload = plain.get("workload", {})
-    if workload.get("trace_file"):
-        workload["trace_file"] = to_absolute_path(workload["trace_file"])
+    if isinstance(workload, dict) and "trace_file" in workload:
+        if OmegaConf.is_missing(cfg.workload, "trace_file"):
+            workload["trace_file"] = None  # required only by trace arrivals or lengths
+        elif isinstance(workload["trace_file"], str) and workload["trace_file"]:
+            workload["trace_file"] = to_absolute_path(workload["trace_file"])
     return SimulationConfig.from_dict(plain)
+
+
+def output_dir(raw: Any, field: str = "output.dir") -> Path:
+    """``raw`` as an absolute directory that exists (created if needed) and is writable;
+    ConfigError naming ``field`` otherwise."""
+    if (isinstance(raw, bool) or not isinstance(raw, str | os.PathLike | int | float)
+            or not str(raw).strip()):
+        raise ConfigError(field, raw, "must be a directory path")
+    path = Path(to_absolute_path(str(raw)))
+    if path.exists() and not path.is_dir():
+        raise ConfigError(field, str(path), "exists and is not a directory; give a directory "
+                                            "path (new or existing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(field, str(path),
+                          f"cannot be created ({err.strerror or err}); give a writable "
+                          "directory path") from err
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(field, str(path), "is not writable; give a writable directory path")
+    return path
+
+
+def check_output(output: Any) -> Path:
+    """Validate the ``output`` settings (on/off flags true or false, ``dir`` usable);
+    returns the output directory."""
+    if not isinstance(output, DictConfig):
+        raise ConfigError("output", output, "must be a mapping with keys dir, "
+                          + ", ".join(OUTPUT_FLAGS))
+    for name in OUTPUT_FLAGS:
+        boolean(f"output.{name}", output.get(name))
+    return output_dir(output.get("dir"))
+
+
+class CheckOutputDir(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``simulate.yaml``): checks the run directory
+    (``output.dir``) before Hydra creates it, so an unusable one is a configuration error
+    (exit 2) instead of Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        raw = OmegaConf.select(config, "hydra.run.dir")
+        field = "output.dir" if raw == OmegaConf.select(config, "output.dir") else "hydra.run.dir"
+        try:
+            output_dir(raw, field)
+        except ConfigError as err:
+            run_and_exit(_raiser(err), config)
+
+
+def _raiser(err: ConfigError) -> Any:
+    def raise_it(_cfg: DictConfig) -> None:
+        raise err
+    return raise_it
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """ConfigWarning as one ``warning:`` line; anything else as Python formats it."""
+    if issubclass(category, ConfigWarning):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Validate, simulate, write outputs; returns the summary."""
     sim_cfg = config_from_hydra(cfg)
-    out_dir = Path(to_absolute_path(cfg.output.dir))
+    sim_cfg.check_workload_fits()
+    out_dir = check_output(cfg.get("output"))
     n = sim_cfg.workload.num_requests
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
@@ -64,6 +148,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="pkg://vidur_search.conf", config_name="simulate", version_base=None)
 def main(cfg: DictConfig) -> None:
+    warnings.formatwarning = _format_warning
     run_and_exit(run, cfg)
 
 

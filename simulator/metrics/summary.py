@@ -379,14 +379,46 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+# Why requests were rejected, by a phrase of the scheduler's reason (``reject_reason``;
+# first match wins, so the watermark's "KV blocks" comes before the plain KV case).
+_REJECT_CAUSES = (
+    ("max_context", "longer than the model's context"),
+    ("max_tokens_per_batch", "prompt longer than the scheduler's token budget"),
+    ("watermark", "does not fit the KV cache above the watermark"),
+    ("KV blocks", "does not fit the KV cache"),
+)
+
+
+def reject_cause(reason: str) -> str:
+    """The short cause of a rejection reason (the reason itself when it is none known)."""
+    return next((cause for key, cause in _REJECT_CAUSES if key in reason), reason)
+
+
+def format_rejections(reasons: dict[str, int]) -> list[str]:
+    """One line per cause of rejection: how many requests, why, and the most frequent
+    reason of that cause as an example."""
+    causes: dict[str, list[tuple[int, str]]] = {}
+    for reason, n in reasons.items():
+        causes.setdefault(reject_cause(reason), []).append((int(n), reason))
+    lines = []
+    for cause, items in sorted(causes.items(), key=lambda kv: -sum(n for n, _ in kv[1])):
+        total = sum(n for n, _ in items)
+        example = max(items)[1]
+        detail = "" if example == cause else f" (e.g. {example})"
+        lines.append(f"rejected   {total} {cause}{detail}")
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """A short plain-text table of the key results (safe for logs and terminals)."""
+    """A short plain-text table of the key results (safe for logs and terminals); rejected
+    requests get a line per cause (``format_rejections``)."""
     c = summary["counts"]
     tp = summary["throughput"]
     kv = summary["kv_utilization"]
     lines = [
         f"requests   {c['requests']} total, {c['completed']} completed, "
         f"{c['rejected']} rejected, {c['preemptions']} preemptions, {c['batches']} batches",
+        *format_rejections(summary.get("reject_reasons") or {}),
         f"{'latency':<10} {'p50':>10} {'p90':>10} {'p99':>10} {'max':>10}",
     ]
     for key, label in (

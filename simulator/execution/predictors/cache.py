@@ -7,7 +7,9 @@ versions that change the fitted or pickled objects (``FIT_VERSION``, this format
 scikit-learn, numpy). So a changed profile, hyper-parameter or fitting code gives another
 file name and is refitted, while the same inputs load the earlier fit. Entries are joblib
 files written atomically (temporary file, then rename); one that cannot be read, or whose
-stored key differs, is refitted with a warning, never an error.
+stored key differs, is refitted with a warning, never an error. A directory that cannot be
+written gives one :class:`~simulator.errors.ConfigWarning` naming
+``execution.profiled.cache_dir``; the run carries on without caching.
 
 Directory: ``cache_dir`` if given, else ``$VIDUR_SEARCH_CACHE``, else
 ``~/.cache/vidur_search``; entries live under ``<dir>/predictors/``.
@@ -29,6 +31,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 
+from simulator.errors import ConfigWarning
 from simulator.execution.predictors.features import family_features
 from simulator.execution.predictors.selection import (
     TARGET,
@@ -73,11 +76,13 @@ class PredictorCache:
     """A directory of fitted predictors; counts its fits, hits and refits after errors."""
 
     def __init__(self, directory: str | Path | None = None) -> None:
+        self.explicit = bool(directory)  # execution.profiled.cache_dir, not the default
         root = Path(directory) if directory else default_cache_dir()
         self.directory = root / "predictors"
         self.fits = 0  # entries fitted (a miss or an unreadable entry)
         self.hits = 0  # entries loaded from disk
         self.errors = 0  # unreadable or mismatched entries that were refitted
+        self.write_error = ""  # why the directory cannot be written ("" = it can, so far)
 
     def __repr__(self) -> str:
         return f"PredictorCache({str(self.directory)!r})"
@@ -130,11 +135,18 @@ class PredictorCache:
                 return results
         results = fit_profile(df, family, params)
         self.fits += 1
+        if self.write_error:  # said once already; fits are simply not cached
+            return results
         try:
             self._write(path, {"key": key, "results": results})
         except OSError as err:  # a read-only or full disk costs a refit next time only
-            warnings.warn(f"cannot write predictor cache entry {path} ({err})",
-                          RuntimeWarning, stacklevel=2)
+            self.write_error = str(err.strerror or err)
+            where = (f"execution.profiled.cache_dir={str(self.directory.parent)!r}"
+                     if self.explicit else
+                     f"the predictor cache {self.directory.parent} (${ENV_VAR} or the user "
+                     "cache; set execution.profiled.cache_dir to move it)")
+            warnings.warn(f"{where} cannot be written ({self.write_error}); carrying on "
+                          "without caching fitted predictors", ConfigWarning, stacklevel=2)
         return results
 
     def _write(self, path: Path, entry: dict[str, Any]) -> None:

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, boolean, in_range
 
 if TYPE_CHECKING:
     from simulator.execution.predictors.base import Predictor
 
 FALLBACKS = ("roofline", "calibrated")
+INTERPS = ("log", "linear")
+_LIST_FIELDS = ("max_depth", "min_samples_leaf", "base", "interp", "smooth")
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    """A list field's value as a tuple: a single value (a string, a number) given where a
+    list is expected is a list of one (``interp: log`` is ``interp: [log]``)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        return (value,)
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -50,33 +61,30 @@ class PredictorParams:
                 raise ConfigError(f"execution.profiled.{name}", v,
                                   f"must be an integer >= {lo}")
         for name, lo in (("max_depth", 0), ("min_samples_leaf", 1)):
-            v = tuple(getattr(self, name))
+            v = _as_tuple(getattr(self, name))
             if not v or any(not isinstance(x, int) or isinstance(x, bool) or x < lo for x in v):
                 raise ConfigError(f"execution.profiled.{name}", getattr(self, name),
                                   f"must be a non-empty list of integers >= {lo}")
             object.__setattr__(self, name, v)
-        interp = tuple(self.interp)
-        if not interp or any(v not in ("log", "linear") for v in interp):
+        interp = _as_tuple(self.interp)
+        if not interp or any(not isinstance(v, str) or v not in INTERPS for v in interp):
             raise ConfigError("execution.profiled.interp", self.interp,
-                              "must be a non-empty list of 'log' and/or 'linear'")
+                              "must be a non-empty list of 'log' and/or 'linear' (allowed "
+                              "values: log, linear)")
         object.__setattr__(self, "interp", interp)
-        smooth = tuple(self.smooth)
+        smooth = _as_tuple(self.smooth)
         if not smooth or any(not isinstance(v, int) or isinstance(v, bool) or v < 1
                              for v in smooth):
             raise ConfigError("execution.profiled.smooth", self.smooth,
                               "must be a non-empty list of integers >= 1")
         object.__setattr__(self, "smooth", smooth)
-        base = tuple(self.base)
+        base = _as_tuple(self.base)
         if not base or any(not isinstance(b, bool) for b in base):
             raise ConfigError("execution.profiled.base", self.base,
                               "must be a non-empty list of booleans")
         object.__setattr__(self, "base", base)
-        if not isinstance(self.piecewise, bool):
-            raise ConfigError("execution.profiled.piecewise", self.piecewise,
-                              "must be true or false")
-        if not 0 <= self.tie_tolerance < 1:
-            raise ConfigError("execution.profiled.tie_tolerance", self.tie_tolerance,
-                              "must be in [0, 1)")
+        boolean("execution.profiled.piecewise", self.piecewise)
+        in_range("execution.profiled.tie_tolerance", self.tie_tolerance, 0, 1, hi_open=True)
 
     def folds(self, rows: int) -> int:
         """CV folds for a table of ``rows`` rows (``small_folds`` up to ``small_rows``)."""
@@ -145,13 +153,18 @@ class ProfiledParams:
 
     def __post_init__(self) -> None:
         roots = (self.store,) if isinstance(self.store, str | os.PathLike) else self.store
+        if (isinstance(roots, Mapping) or not isinstance(roots, Iterable)
+                or not all(isinstance(r, str | os.PathLike) for r in roots)):
+            raise ConfigError("execution.profiled.store", self.store,
+                              "must be a profile-store directory or a list of them ([] = "
+                              "the profiles shipped in the package)")
         roots = tuple(str(r) for r in roots if str(r))
         object.__setattr__(self, "store", roots)
-        for name in ("max_depth", "min_samples_leaf", "base", "interp", "smooth"):  # YAML lists
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not isinstance(self.require_profiles, bool):
-            raise ConfigError("execution.profiled.require_profiles", self.require_profiles,
-                              "must be true or false")
+        if not isinstance(self.cache_dir, str | os.PathLike):
+            raise ConfigError("execution.profiled.cache_dir", self.cache_dir,
+                              "must be a directory path ('' = $VIDUR_SEARCH_CACHE or the "
+                              "user cache)")
+        boolean("execution.profiled.require_profiles", self.require_profiles)
         if self.fallback not in FALLBACKS:
             raise ConfigError("execution.profiled.fallback", self.fallback,
                               "allowed values are " + ", ".join(FALLBACKS))
@@ -162,7 +175,9 @@ class ProfiledParams:
         k = self.axis_per_octave
         if k & (k - 1):
             raise ConfigError("execution.profiled.axis_per_octave", k, "must be a power of two")
-        self.predictor_params()  # validates the grid-search fields
+        grid = self.predictor_params()  # validates the grid-search fields (as given)
+        for name in _LIST_FIELDS:  # YAML lists, or a single value, as tuples
+            object.__setattr__(self, name, getattr(grid, name))
 
     def predictor_params(self) -> PredictorParams:
         """The grid-search hyper-parameters (part of every cache key)."""
