@@ -56,10 +56,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from profiler.import_vidur import Imported, run_import, save_checked
+from profiler.import_vidur import (
+    Imported,
+    Pending,
+    Skipped,
+    _plain,
+    read_table,
+    run_import,
+    write_all,
+)
 from simulator.catalogue import Catalogue, load_catalogue
 from simulator.errors import ConfigError
-from simulator.profiles import ProfileMeta, ProfileStore
+from simulator.paths import check_output_dir
+from simulator.profiles import ProfileMeta
 
 TOOL = "aiconfigurator"
 SYSTEMS = {"a100_sxm": "a100-80gb", "h100_sxm": "h100-sxm", "h200_sxm": "h200",
@@ -89,12 +98,67 @@ def _need(df: pd.DataFrame, cols: Sequence[str], where: str) -> None:
                               "missing from this aiconfigurator table")
 
 
+def _kept(df: pd.DataFrame, keep: pd.Series | np.ndarray) -> pd.DataFrame:
+    """The rows of ``df`` where ``keep``, renumbered from 0, with their row in the source
+    table in column ``_src_row`` (for messages)."""
+    mask = np.asarray(keep, dtype=bool)
+    out = df[mask].reset_index(drop=True)
+    out["_src_row"] = np.flatnonzero(mask)
+    return out
+
+
+def _cell(src: pd.DataFrame, i: int, col: str, where: str, table: str) -> str:
+    """``where: col[row r]`` (``where``: the source table) or ``where: col[row r of
+    table]`` (``where``: the system directory), r the row in the source table."""
+    r = int(src["_src_row"].iloc[i]) if "_src_row" in src.columns else i
+    return f"{where}: {col}[row {r}" + (f" of {table}]" if table else "]")
+
+
+def _whole(src: pd.DataFrame, col: str, where: str, minimum: int,
+           table: str = "") -> np.ndarray:
+    """Column ``col`` of the kept source rows as int64; a cell that is not a whole number
+    >= ``minimum`` is a ConfigError naming the source table, the column and the row."""
+    s = src[col]
+    dtype_note = ""
+    if pd.api.types.is_bool_dtype(s.dtype) or not pd.api.types.is_numeric_dtype(s.dtype):
+        dtype_note = f" (column dtype {s.dtype})"
+        for i, v in enumerate(s):
+            if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.number):
+                raise ConfigError(_cell(src, i, col, where, table), _plain(v),
+                                  f"must be a whole number >= {minimum}{dtype_note}")
+    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values != np.round(values)) | (values < minimum)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ConfigError(_cell(src, i, col, where, table), _plain(s.iloc[i]),
+                          f"must be a whole number >= {minimum}{dtype_note}")
+    return values.astype("int64")
+
+
+def _latency(src: pd.DataFrame, where: str, table: str = "") -> np.ndarray:
+    """The kept rows' ``latency`` (ms); a cell that is no finite time >= 0 is a
+    ConfigError naming the source table and row."""
+    s = src["latency"]
+    values = pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
+    if pd.api.types.is_bool_dtype(s.dtype):
+        values[:] = np.nan
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ConfigError(_cell(src, i, "latency", where, table), _plain(s.iloc[i]),
+                          "must be a finite time >= 0 (ms)")
+    return values
+
+
 def aggregate(rows: pd.DataFrame, keys: list[str], latency_ms: np.ndarray,
               where: str) -> pd.DataFrame:
     """Merge rows with equal ``keys``: statistics of their latencies (ms -> us), count.
 
     ``latency_ms`` is aligned with ``rows``; a bad value is reported as ``where``'s
-    latency[row i] (i counted within the rows kept, of one dtype)."""
+    latency[row i] (i counted within the rows kept, of one dtype; the converters check
+    the source rows first, with ``_latency``, naming the row in the source table)."""
     bad = ~np.isfinite(latency_ms) | (latency_ms < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -118,7 +182,14 @@ def _attention(df: pd.DataFrame, where: str, dtype: str) -> pd.DataFrame:
     keep = (df["attn_dtype"] == "bfloat16") & (df["kv_cache_dtype"] == SOURCE_DTYPE[dtype])
     if "window_size" in df.columns:  # absent on A100: full attention only
         keep &= df["window_size"] == 0
-    return df[keep].reset_index(drop=True)
+    return _kept(df, keep)
+
+
+def _heads(src: pd.DataFrame, where: str) -> dict[str, np.ndarray]:
+    return {"n_q_heads": _whole(src, "num_heads", where, 1),
+            "n_kv_heads": _whole(src, "num_key_value_heads", where, 1),
+            "head_dim": _whole(src, "head_dim", where, 1),
+            "batch_size": _whole(src, "batch_size", where, 1)}
 
 
 def attention_prefill_rows(df: pd.DataFrame, where: str,
@@ -127,12 +198,11 @@ def attention_prefill_rows(df: pd.DataFrame, where: str,
     with a ``dtype`` KV cache."""
     src = _attention(df, where, dtype)
     rows = pd.DataFrame({
-        "n_q_heads": src["num_heads"], "n_kv_heads": src["num_key_value_heads"],
-        "head_dim": src["head_dim"], "batch_size": src["batch_size"],
-        "chunk_tokens": src["isl"], "prior_kv": 0, "kernel_source": src["kernel_source"],
+        **_heads(src, where), "chunk_tokens": _whole(src, "isl", where, 1), "prior_kv": 0,
+        "kernel_source": src["kernel_source"],
     })
     keys = list(rows.columns)
-    return aggregate(rows, keys, src["latency"].to_numpy("float64"), where), len(src)
+    return aggregate(rows, keys, _latency(src, where), where), len(src)
 
 
 def attention_decode_rows(df: pd.DataFrame, where: str,
@@ -141,81 +211,95 @@ def attention_decode_rows(df: pd.DataFrame, where: str,
     with a ``dtype`` KV cache."""
     src = _attention(df, where, dtype)
     rows = pd.DataFrame({
-        "n_q_heads": src["num_heads"], "n_kv_heads": src["num_key_value_heads"],
-        "head_dim": src["head_dim"], "batch_size": src["batch_size"],
-        "kv_len": src["isl"] + src["step"], "kernel_source": src["kernel_source"],
+        **_heads(src, where),
+        "kv_len": _whole(src, "isl", where, 1) + _whole(src, "step", where, 0),
+        "kernel_source": src["kernel_source"],
     })
     keys = list(rows.columns)
-    return aggregate(rows, keys, src["latency"].to_numpy("float64"), where), len(src)
+    return aggregate(rows, keys, _latency(src, where), where), len(src)
 
 
 def layer_ops_rows(gemm: pd.DataFrame | None, moe: pd.DataFrame | None,
                    where: str, dtype: str = "bf16") -> tuple[pd.DataFrame, int]:
     """GEMM (op "gemm") and fused-MoE (op "moe_experts") rows of weight dtype ``dtype``,
-    one table (no rows when neither source has that dtype)."""
+    one table (no rows when neither source has that dtype). ``where``: the system
+    directory (messages name the table under it)."""
     parts, n_src = [], 0
     keys = ["op", "num_tokens", "n", "k", "experts", "topk", "moe_tp", "moe_ep",
             "distribution", "kernel_source"]
     if gemm is not None:
-        _need(gemm, ("gemm_dtype", "m", "n", "k", "kernel_source", "latency"), where)
-        src = gemm[gemm["gemm_dtype"] == SOURCE_DTYPE[dtype]].reset_index(drop=True)
+        at, tab = f"{where}/{FILES['gemm']}", FILES["gemm"]
+        _need(gemm, ("gemm_dtype", "m", "n", "k", "kernel_source", "latency"), at)
+        src = _kept(gemm, gemm["gemm_dtype"] == SOURCE_DTYPE[dtype])
         rows = pd.DataFrame({
-            "op": "gemm", "num_tokens": src["m"], "n": src["n"], "k": src["k"],
+            "op": "gemm", "num_tokens": _whole(src, "m", where, 1, tab),
+            "n": _whole(src, "n", where, 1, tab), "k": _whole(src, "k", where, 0, tab),
             "experts": 0, "topk": 0, "moe_tp": 0, "moe_ep": 0, "distribution": "",
             "kernel_source": src["kernel_source"],
         })
-        parts.append(aggregate(rows, keys, src["latency"].to_numpy("float64"), where))
+        parts.append(aggregate(rows, keys, _latency(src, where, tab), at))
         n_src += len(src)
     if moe is not None:
+        at, tab = f"{where}/{FILES['moe']}", FILES["moe"]
         _need(moe, ("moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk",
                     "num_experts", "moe_tp_size", "moe_ep_size", "distribution",
-                    "kernel_source", "latency"), where)
-        src = moe[moe["moe_dtype"] == SOURCE_DTYPE[dtype]].reset_index(drop=True)
-        uneven = (src["inter_size"] % src["moe_tp_size"] != 0).to_numpy()
+                    "kernel_source", "latency"), at)
+        src = _kept(moe, moe["moe_dtype"] == SOURCE_DTYPE[dtype])
+        inter = _whole(src, "inter_size", where, 1, tab)
+        moe_tp = _whole(src, "moe_tp_size", where, 1, tab)
+        uneven = inter % moe_tp != 0
         if uneven.any():
             row = int(np.flatnonzero(uneven)[0])
-            raise ConfigError(f"{where}: inter_size[row {row}]", int(src["inter_size"][row]),
-                              f"must divide by moe_tp_size={int(src['moe_tp_size'][row])}")
+            raise ConfigError(_cell(src, row, "inter_size", where, tab), int(inter[row]),
+                              f"must divide by moe_tp_size={int(moe_tp[row])}")
         rows = pd.DataFrame({
-            "op": "moe_experts", "num_tokens": src["num_tokens"],
-            "n": src["inter_size"] // src["moe_tp_size"], "k": src["hidden_size"],
-            "experts": src["num_experts"], "topk": src["topk"], "moe_tp": src["moe_tp_size"],
-            "moe_ep": src["moe_ep_size"], "distribution": src["distribution"],
-            "kernel_source": src["kernel_source"],
+            "op": "moe_experts", "num_tokens": _whole(src, "num_tokens", where, 1, tab),
+            "n": inter // moe_tp, "k": _whole(src, "hidden_size", where, 0, tab),
+            "experts": _whole(src, "num_experts", where, 1, tab),
+            "topk": _whole(src, "topk", where, 1, tab),
+            "moe_tp": moe_tp, "moe_ep": _whole(src, "moe_ep_size", where, 1, tab),
+            "distribution": src["distribution"], "kernel_source": src["kernel_source"],
         })
-        parts.append(aggregate(rows, keys, src["latency"].to_numpy("float64"), where))
+        parts.append(aggregate(rows, keys, _latency(src, where, tab), at))
         n_src += len(src)
     return pd.concat(parts, ignore_index=True), n_src
 
 
 def collective_rows(allreduce: pd.DataFrame | None, nccl: pd.DataFrame | None,
                     where: str) -> tuple[pd.DataFrame, int, int]:
-    """(collective rows, source rows used, NCCL rows skipped for their op)."""
+    """(collective rows, source rows used, NCCL rows skipped for their op). ``where``: the
+    system directory (messages name the table under it)."""
     parts, n_src, skipped = [], 0, 0
     keys = ["op", "num_gpus", "gpus_per_node", "size_bytes", "backend", "kernel_source"]
     if allreduce is not None:
+        at, tab = f"{where}/{FILES['allreduce']}", FILES["allreduce"]
         _need(allreduce, ("allreduce_dtype", "num_gpus", "message_size", "backend",
-                          "kernel_source", "latency"), where)
-        src = allreduce[allreduce["allreduce_dtype"] == "bfloat16"].reset_index(drop=True)
+                          "kernel_source", "latency"), at)
+        src = _kept(allreduce, allreduce["allreduce_dtype"] == "bfloat16")
+        gpus = _whole(src, "num_gpus", where, 1, tab)
         rows = pd.DataFrame({
-            "op": "all_reduce", "num_gpus": src["num_gpus"], "gpus_per_node": src["num_gpus"],
-            "size_bytes": src["message_size"] * 2, "backend": src["backend"],
+            "op": "all_reduce", "num_gpus": gpus, "gpus_per_node": gpus,
+            "size_bytes": _whole(src, "message_size", where, 1, tab) * 2,
+            "backend": src["backend"],
             "kernel_source": src["kernel_source"],
         })
-        parts.append(aggregate(rows, keys, src["latency"].to_numpy("float64"), where))
+        parts.append(aggregate(rows, keys, _latency(src, where, tab), at))
         n_src += len(src)
     if nccl is not None:
+        at, tab = f"{where}/{FILES['nccl']}", FILES["nccl"]
         _need(nccl, ("nccl_dtype", "op_name", "num_gpus", "message_size", "kernel_source",
-                     "latency"), where)
-        half = nccl[nccl["nccl_dtype"] == "half"]
-        src = half[half["op_name"].isin(NCCL_OPS)].reset_index(drop=True)
-        skipped = len(half) - len(src)
+                     "latency"), at)
+        half = (nccl["nccl_dtype"] == "half").to_numpy()
+        keep = half & nccl["op_name"].isin(NCCL_OPS).to_numpy()
+        src = _kept(nccl, keep)
+        skipped = int(half.sum()) - len(src)
+        gpus = _whole(src, "num_gpus", where, 1, tab)
         rows = pd.DataFrame({
-            "op": src["op_name"], "num_gpus": src["num_gpus"], "gpus_per_node": src["num_gpus"],
-            "size_bytes": src["message_size"] * 2, "backend": "nccl",
+            "op": src["op_name"], "num_gpus": gpus, "gpus_per_node": gpus,
+            "size_bytes": _whole(src, "message_size", where, 1, tab) * 2, "backend": "nccl",
             "kernel_source": src["kernel_source"],
         })
-        parts.append(aggregate(rows, keys, src["latency"].to_numpy("float64"), where))
+        parts.append(aggregate(rows, keys, _latency(src, where, tab), at))
         n_src += len(src)
     return pd.concat(parts, ignore_index=True), n_src, skipped
 
@@ -224,7 +308,7 @@ def _read(system_dir: Path, kind: str) -> tuple[pd.DataFrame | None, str]:
     path = system_dir / FILES[kind]
     if not path.is_file():
         return None, ""
-    df = pd.read_parquet(path)
+    df = read_table(path, "aiconfigurator", allow_empty=True)
     versions = sorted(set(df["version"].astype(str))) if "version" in df.columns else []
     return df, f"{FILES[kind]} (version {', '.join(versions) or 'unknown'})"
 
@@ -232,13 +316,19 @@ def _read(system_dir: Path, kind: str) -> tuple[pd.DataFrame | None, str]:
 def import_aiconfigurator(src: str | Path, dest: str | Path, *,
                           systems: Sequence[str] | None = None, strict: bool = False,
                           force: bool = False, dtypes: Sequence[str] = DTYPES,
-                          catalogue: Catalogue | None = None) -> list[Imported]:
+                          catalogue: Catalogue | None = None,
+                          require_files: bool = False) -> list[Imported]:
     """Convert the bf16 and fp8 rows of every system under ``src`` into the store at
     ``dest``, one file per family and dtype (``dtypes`` restricts them).
 
     ``systems`` restricts the import to those system directories. Unknown system
-    directories are skipped with a warning (``strict``: ConfigError). Returns the files.
+    directories are skipped with a warning (``strict``: ConfigError). Every table is read,
+    converted and validated before any file is written; ``require_files``: ConfigError
+    saying what was skipped when there is nothing to write. Returns the files.
     """
+    if not dtypes:
+        raise ConfigError("--dtypes", ",".join(dtypes), "must name at least one dtype; "
+                          "allowed values are " + ", ".join(DTYPES))
     for dt in dtypes:
         if dt not in DTYPES:
             raise ConfigError("--dtypes", dt, "allowed values are " + ", ".join(DTYPES))
@@ -257,8 +347,9 @@ def import_aiconfigurator(src: str | Path, dest: str | Path, *,
     if not dirs:
         raise ConfigError("SRC_DIR", str(root),
                           "holds no <system>/{attention,gemm,moe,comm,nccl}/*.parquet tables")
-    store = ProfileStore(dest)
-    written: list[Imported] = []
+    check_output_dir("DEST", dest)
+    pending: list[Pending] = []
+    skipped = Skipped()
     for system_dir in dirs:
         sku = SYSTEMS.get(system_dir.name)
         if sku is None or sku not in cat.skus:
@@ -267,6 +358,7 @@ def import_aiconfigurator(src: str | Path, dest: str | Path, *,
                 raise ConfigError("system", system_dir.name,
                                   "has no catalogue SKU; known: " + ", ".join(SYSTEMS))
             _warn(msg + " (skipped)")
+            skipped.add(f"{system_dir.name} (unknown system)", "system", SYSTEMS)
             continue
         tables = {kind: _read(system_dir, kind) for kind in FILES}
         where = str(system_dir)
@@ -277,7 +369,11 @@ def import_aiconfigurator(src: str | Path, dest: str | Path, *,
             return ProfileMeta(family=family, source="imported", device=_sku, model="",
                                tp=1, dtype=dtype, node=node, origin=origin)
 
-        results: list[tuple[pd.DataFrame, int, ProfileMeta]] = []
+        def sources(*kinds: str, _dir: Path = system_dir, _tables: dict = tables) -> str:
+            names = [FILES[k] for k in kinds if _tables[k][0] is not None]
+            return f"{_dir}/" + (names[0] if len(names) == 1 else "{" + ",".join(names) + "}")
+
+        before = len(pending)
         for dt in dtypes:
             for kind, family, convert in (
                     ("context", "attention_prefill", attention_prefill_rows),
@@ -286,28 +382,33 @@ def import_aiconfigurator(src: str | Path, dest: str | Path, *,
                 if df is not None:
                     rows, n_src = convert(df, f"{where}/{FILES[kind]}", dt)
                     if n_src:
-                        results.append((rows, n_src, meta(family, [origin], dtype=dt)))
+                        pending.append(Pending(rows, meta(family, [origin], dtype=dt), n_src,
+                                               sources(kind)))
             (gemm, o_gemm), (moe, o_moe) = tables["gemm"], tables["moe"]
             if gemm is not None or moe is not None:
                 rows, n_src = layer_ops_rows(gemm, moe, where, dt)
                 if n_src:
-                    results.append((rows, n_src, meta("layer_ops", [o_gemm, o_moe], dtype=dt)))
+                    pending.append(Pending(rows, meta("layer_ops", [o_gemm, o_moe], dtype=dt),
+                                           n_src, sources("gemm", "moe")))
         (ar, o_ar), (nccl, o_nccl) = tables["allreduce"], tables["nccl"]
         if ar is not None or nccl is not None:
             node = cat.default_node_for(sku)
-            rows, n_src, skipped = collective_rows(ar, nccl, where)
+            rows, n_src, n_skipped = collective_rows(ar, nccl, where)
             too_big = rows["num_gpus"] > cat.node(node).gpus_per_node
             if too_big.any():
-                raise ConfigError(f"{where}: num_gpus", int(rows["num_gpus"][too_big].iloc[0]),
+                raise ConfigError(f"{sources('allreduce', 'nccl')}: num_gpus",
+                                  int(rows["num_gpus"][too_big].iloc[0]),
                                   f"exceeds the {cat.node(node).gpus_per_node} GPUs of {node}")
-            if skipped:
-                _warn(f"{system_dir.name}: {skipped} NCCL rows of ops other than "
+            if n_skipped:
+                _warn(f"{system_dir.name}: {n_skipped} NCCL rows of ops other than "
                       f"{', '.join(NCCL_OPS)} skipped")
-            results.append((rows, n_src, meta("collective", [o_ar, o_nccl], node)))
-        for rows, n_src, m in results:
-            path = save_checked(store, rows, m, force=force)
-            written.append(Imported(path, len(rows), n_src))
-    return written
+            pending.append(Pending(rows, meta("collective", [o_ar, o_nccl], node), n_src,
+                                   sources("allreduce", "nccl")))
+        if len(pending) == before:
+            skipped.add(f"{system_dir.name} (no rows of dtype {', '.join(dtypes)})")
+    if require_files and not pending:
+        raise skipped.error(src)
+    return write_all(dest, pending, force=force)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtypes = [d for d in args.dtypes.split(",") if d]
     return run_import(lambda: import_aiconfigurator(args.src, args.dest, systems=systems,
                                                     strict=args.strict, force=args.force,
-                                                    dtypes=dtypes), args.dest)
+                                                    dtypes=dtypes, require_files=True),
+                      args.dest)
 
 
 if __name__ == "__main__":

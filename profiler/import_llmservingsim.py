@@ -48,15 +48,20 @@ import yaml
 
 from profiler.import_vidur import (
     Imported,
+    Pending,
+    Skipped,
+    _plain,
     _resolve_model,
     _warn,
     parse_alias,
+    read_table,
     run_import,
-    save_checked,
+    write_all,
 )
 from simulator.catalogue import Catalogue, ModelSpec, load_catalogue
 from simulator.errors import ConfigError
-from simulator.profiles import ProfileMeta, ProfileStore, kv_heads_per_gpu, model_shape_of
+from simulator.paths import check_output_dir
+from simulator.profiles import ProfileMeta, kv_heads_per_gpu, model_shape_of
 
 TOOL = "llmservingsim"
 # LLMServingSim GPU directory -> catalogue SKU, when the catalogue does not have a name
@@ -90,18 +95,25 @@ def _times(df: pd.DataFrame, where: str, calls: int) -> pd.DataFrame:
     bad = ~np.isfinite(t) | (t < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ConfigError(f"{where}: time_us[row {row}]", df["time_us"].iloc[row],
+        raise ConfigError(f"{where}: time_us[row {_row(df, row)}]",
+                          _plain(df["time_us"].iloc[row]),
                           "must be a finite time >= 0 in microseconds")
     return pd.DataFrame({"min_us": t, "median_us": t, "mean_us": t, "max_us": t,
                          "std_us": np.zeros(len(t)), "count": np.int64(calls)})
 
 
+def _row(df: pd.DataFrame, i: int) -> int:
+    """The CSV data row (0-based) of ``df``'s i-th row (a subset keeps them in ``_row``)."""
+    return int(df["_row"].iloc[i]) if "_row" in df.columns else i
+
+
 def _ints(df: pd.DataFrame, col: str, where: str) -> np.ndarray:
     v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype="float64")
-    bad = ~np.isfinite(v) | (v != np.round(v)) | (v < 0)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(v) | (v != np.round(v)) | (v < 0)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise ConfigError(f"{where}: {col}[row {row}]", df[col].iloc[row],
+        raise ConfigError(f"{where}: {col}[row {_row(df, row)}]", _plain(df[col].iloc[row]),
                           "must be a whole number >= 0")
     return v.astype("int64")
 
@@ -139,8 +151,9 @@ def dense_rows(df: pd.DataFrame, spec: ModelSpec, tp: int, where: str,
         stats = _times(sub, where, calls)
         tokens = _ints(sub, "tokens", where)
         if layer == "rotary_emb" and MERGED_INTO_ROPE in layers:
-            qk = df[df["layer"] == MERGED_INTO_ROPE].set_index(
-                _ints(df[df["layer"] == MERGED_INTO_ROPE], "tokens", where))["time_us"]
+            qk_rows = df[df["layer"] == MERGED_INTO_ROPE]
+            qk = pd.Series(_times(qk_rows, where, calls)["mean_us"].to_numpy(),
+                           index=_ints(qk_rows, "tokens", where))
             missing = sorted(set(tokens) - set(qk.index))
             if missing:
                 raise ConfigError(f"{where}: qk_norm", f"tokens={missing[0]}",
@@ -155,6 +168,9 @@ def dense_rows(df: pd.DataFrame, spec: ModelSpec, tp: int, where: str,
                                                            and MERGED_INTO_ROPE in layers
                                                            else "")})
             parts.append(pd.concat([part, stats], axis=1))
+    if not parts:
+        raise ConfigError(f"{where}: layer", ", ".join(sorted(layers)),
+                          "holds none of the mapped operators " + ", ".join(DENSE_OPS))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -279,14 +295,64 @@ def _root(src: Path) -> Path:
                       "(LLMServingSim's profiler/perf layout), directly or under profiles/")
 
 
+def _read_meta(path: Path) -> tuple[dict[str, Any], int, str, str]:
+    """meta.yaml -> (the mapping, measurement iterations, date, CUDA version); a file
+    that is not a YAML mapping, or a bad iteration count, is a ConfigError naming it."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = " ".join(str(err).split())
+        mark = getattr(err, "problem_mark", None)
+        if getattr(err, "problem", None) and mark is not None:
+            reason = f"{err.problem} at line {mark.line + 1}, column {mark.column + 1}"
+        raise ConfigError("LLMServingSim meta.yaml", str(path),
+                          f"cannot be read as YAML: {reason}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: document", type(raw).__name__,
+                          "must be a YAML mapping (key: value lines)")
+    calls = _whole(raw.get("measurement_iterations") or DEFAULT_CALLS)
+    if calls is None or calls < 1:
+        raise ConfigError(f"{path}: measurement_iterations", raw["measurement_iterations"],
+                          "must be an integer >= 1")
+    tps = raw.get("tp_degrees") or [1]
+    if not isinstance(tps, list) or any((_whole(t) or 0) < 1 for t in tps):
+        raise ConfigError(f"{path}: tp_degrees", tps, "must be a list of integers >= 1")
+    engine = raw.get("engine_effective") or {}
+    if not isinstance(engine, dict):
+        raise ConfigError(f"{path}: engine_effective", engine, "must be a mapping")
+    over = engine.get("hf_overrides") or {}
+    if not isinstance(over, dict):
+        raise ConfigError(f"{path}: engine_effective.hf_overrides", over, "must be a mapping")
+    for key in ("num_attention_heads", "num_key_value_heads", "vocab_size",
+                "intermediate_size"):
+        if key in over and _whole(over[key]) is None:
+            raise ConfigError(f"{path}: engine_effective.hf_overrides.{key}", over[key],
+                              "must be an integer")
+    return raw, calls, str(raw.get("profiled_at", ""))[:10], str(raw.get("cuda_version", ""))
+
+
+def _whole(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (or a string of one), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if np.isfinite(number) and number == int(number) else None
+
+
 def import_llmservingsim(src: str | Path, dest: str | Path, *,
                          sku_aliases: dict[str, str] | None = None,
                          aliases: dict[str, str] | None = None, strict: bool = False,
                          force: bool = False,
-                         catalogue: Catalogue | None = None) -> list[Imported]:
+                         catalogue: Catalogue | None = None,
+                         require_files: bool = False) -> list[Imported]:
     """Convert every LLMServingSim table under ``src`` into the store at ``dest``.
 
-    Unknown GPUs and models are skipped with a warning (``strict``: ConfigError).
+    Unknown GPUs and models are skipped with a warning (``strict``: ConfigError). Every
+    table is read, converted and validated before any file is written;
+    ``require_files``: ConfigError saying what was skipped when there is nothing to write.
     Returns the files written.
     """
     cat = catalogue or load_catalogue()
@@ -296,14 +362,16 @@ def import_llmservingsim(src: str | Path, dest: str | Path, *,
     for name in aliases.values():
         cat.model(name)
     root = _root(Path(src))
-    store = ProfileStore(dest)
-    written: list[Imported] = []
+    check_output_dir("DEST", dest)
+    pending: list[Pending] = []
+    skipped = Skipped()
 
     def unknown(kind: str, name: str, where: str, known: Sequence[str]) -> None:
         if strict:
             raise ConfigError(f"{where}: {kind}", name,
                               "has no catalogue match; known: " + ", ".join(sorted(known)))
         _warn(f"{where}: unknown LLMServingSim {kind} {name!r}; no catalogue match (skipped)")
+        skipped.add(f"{where} (unknown {kind} {name!r})", kind, known)
 
     for meta_path in sorted(root.glob("*/*/*/*/meta.yaml")):
         dtype_dir = meta_path.parent
@@ -321,17 +389,21 @@ def import_llmservingsim(src: str | Path, dest: str | Path, *,
             unknown("dtype", dtype_name, str(rel), list(DTYPES))
             continue
         spec = cat.model(model)
-        meta_raw = yaml.safe_load(meta_path.read_text()) or {}
+        meta_raw, calls, date, cuda = _read_meta(meta_path)
         _check_overrides(meta_raw, spec, str(meta_path))
-        calls = int(meta_raw.get("measurement_iterations") or DEFAULT_CALLS)
-        date = str(meta_raw.get("profiled_at", ""))[:10]
-        cuda = str(meta_raw.get("cuda_version", ""))
-        for tp_dir in sorted(p for p in dtype_dir.glob("tp*") if p.is_dir()):
+        tp_dirs = sorted(p for p in dtype_dir.glob("tp*") if p.is_dir())
+        if not tp_dirs:
+            _warn(f"{rel}: no tp<N> directory (skipped)")
+            skipped.add(f"{rel} (no tp<N> directory)")
+        for tp_dir in tp_dirs:
             try:
                 tp = int(tp_dir.name[2:])
             except ValueError:
                 _warn(f"{rel}/{tp_dir.name}: not a tp<N> directory (skipped)")
+                skipped.add(f"{rel}/{tp_dir.name} (not a tp<N> directory)")
                 continue
+            if tp < 1:
+                raise ConfigError(f"{rel}/{tp_dir.name}", tp, "must be tp<N> with N >= 1")
             if spec.num_heads % tp:
                 raise ConfigError(f"{rel}/{tp_dir.name}", tp,
                                   f"must divide {model}'s {spec.num_heads} heads")
@@ -346,7 +418,8 @@ def import_llmservingsim(src: str | Path, dest: str | Path, *,
                 if not path.is_file():
                     continue
                 where = str(path)
-                df = pd.read_csv(path)
+                df = read_table(path, "LLMServingSim")
+                df["_row"] = np.arange(len(df))  # the CSV row of each row, for messages
                 origin = f"{rel}/{tp_dir.name}/{table}"
                 if table == "dense.csv":
                     add("layer_ops", dense_rows(df, spec, tp, where, calls), origin, len(df))
@@ -373,9 +446,15 @@ def import_llmservingsim(src: str | Path, dest: str | Path, *,
                 for col in ("experts", "topk", "activated_experts"):  # 0 off the MoE rows
                     if col in frame.columns:
                         frame[col] = frame[col].fillna(0).astype("int64")
-                path = save_checked(store, frame, meta, force=force)
-                written.append(Imported(path, len(frame), sum(n for _, _, n in parts)))
-    return written
+                files = sorted({str(root / o) for o in origins})
+                source = files[0] if len(files) == 1 else ", ".join(files)
+                pending.append(Pending(frame, meta, sum(n for _, _, n in parts), source))
+    if require_files and not pending:
+        hint = ("; --alias ORG/NAME=MODEL maps a model directory" if "model" in skipped.known
+                else "") + ("; --sku GPU=SKU maps a GPU directory" if "gpu" in skipped.known
+                            else "")
+        raise skipped.error(src, hint)
+    return write_all(dest, pending, force=force)
 
 
 def _parse_sku(text: str) -> tuple[str, str]:
@@ -405,7 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_import(lambda: import_llmservingsim(args.src, args.dest,
                                                    sku_aliases=dict(args.sku),
                                                    aliases=dict(args.alias),
-                                                   strict=args.strict, force=args.force),
+                                                   strict=args.strict, force=args.force,
+                                                   require_files=True),
                       args.dest)
 
 

@@ -25,9 +25,12 @@ elements; the largest size, 67108864, is twice its default 4096 x 8192 elements)
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +38,9 @@ import pandas as pd
 
 from simulator.catalogue import Catalogue, ModelSpec, load_catalogue
 from simulator.errors import ConfigError
+from simulator.paths import check_output_dir, describe_os_error
 from simulator.profiles import ProfileMeta, ProfileStore, model_shape_of
-from simulator.profiles.schema import TIME_COLUMNS, read_meta
+from simulator.profiles.schema import TIME_COLUMNS, read_meta, validate_frame
 
 TOOL = "vidur"
 # Vidur SKU directory -> catalogue SKU.
@@ -73,8 +77,55 @@ class Imported:
     source_rows: int  # source rows it came from
 
 
+@dataclass
+class Pending:
+    """One converted table, checked and written only once every source has converted."""
+
+    table: pd.DataFrame
+    meta: ProfileMeta
+    source_rows: int
+    source: str  # the source file(s) it came from, for messages
+
+
+@dataclass
+class Skipped:
+    """What an importer left out and why: the error when nothing at all is imported."""
+
+    items: list[str] = field(default_factory=list)
+    known: dict[str, list[str]] = field(default_factory=dict)  # kind -> catalogue names
+
+    def add(self, what: str, kind: str = "", known: Iterable[str] = ()) -> None:
+        self.items.append(what)
+        if kind:
+            self.known[kind] = sorted(known)
+
+    def error(self, src: str | Path, hint: str = "") -> ConfigError:
+        """ConfigError for an import that would write no file."""
+        why = ("everything found was skipped: " + "; ".join(self.items) if self.items
+               else "it holds no table to convert")
+        known = "".join(f"; known {kind}s: {', '.join(names)}"
+                        for kind, names in self.known.items())
+        return ConfigError("SRC_DIR", str(src), f"nothing to import: {why}{known}{hint}")
+
+
 def _warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)
+
+
+def read_table(path: Path, tool: str, *, allow_empty: bool = False) -> pd.DataFrame:
+    """A source CSV or Parquet table; ConfigError naming the file when it cannot be read
+    (empty, corrupt, not a table) or, unless ``allow_empty``, holds no data row."""
+    try:
+        df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{tool} table", str(path), "is empty (not even a header row)") \
+            from None
+    except (OSError, ValueError) as err:  # parser, decoding and Arrow errors
+        raise ConfigError(f"{tool} table", str(path),
+                          f"cannot be read: {str(err).strip()}") from None
+    if len(df) == 0 and not allow_empty:
+        raise ConfigError(f"{tool} table", str(path), "has a header but no data rows")
+    return df
 
 
 def _need(df: pd.DataFrame, cols: Iterable[str], where: str) -> None:
@@ -97,11 +148,12 @@ def _stats_us(df: pd.DataFrame, op: str, where: str, calls: int) -> pd.DataFrame
         src = f"time_stats.{op}.{stat}"
         _need(df, [src], where)
         values = pd.to_numeric(df[src], errors="coerce").to_numpy(dtype="float64")
-        bad = ~np.isfinite(values)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(values) | (values < 0)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ConfigError(f"{where}: {src}[row {df.index[row]}]", _plain(df[src].iloc[row]),
-                              "must be a finite time in milliseconds")
+                              "must be a finite time >= 0 in milliseconds")
         out[col] = values * 1000.0
     frame = pd.DataFrame(out)
     frame["count"] = np.int64(calls)
@@ -111,7 +163,15 @@ def _stats_us(df: pd.DataFrame, op: str, where: str, calls: int) -> pd.DataFrame
 def save_checked(store: ProfileStore, df: pd.DataFrame, meta: ProfileMeta, *,
                  force: bool) -> Path:
     """Save, refusing to replace a file that another tool wrote unless ``force``."""
+    check_replace(store, meta, force=force)
+    return store.save(df, meta)
+
+
+def check_replace(store: ProfileStore, meta: ProfileMeta, *, force: bool) -> None:
+    """ConfigError when ``meta``'s file exists and another tool wrote it (unless ``force``)."""
     path = store.path_for(meta)
+    if path.is_dir():
+        raise ConfigError("DEST", str(path), "is a directory where a profile file belongs")
     if path.is_file() and not force:
         try:
             old, _ = read_meta(path)
@@ -123,7 +183,41 @@ def save_checked(store: ProfileStore, df: pd.DataFrame, meta: ProfileMeta, *,
             raise ConfigError("DEST", str(path),
                               f"already holds a profile from {old_tool!r}; import {new_tool!r} "
                               "into another directory, or pass --force to replace it")
-    return store.save(df, meta)
+
+
+def write_all(dest: str | Path, pending: Sequence[Pending], *, force: bool) -> list[Imported]:
+    """Write every converted table into the store at ``dest``, all or nothing.
+
+    First each table is validated against the store's schema (an error names its source
+    file and the file it would become) and checked not to replace another tool's file;
+    then all are written into a scratch directory inside ``dest`` and only then moved
+    into place, so a failure leaves ``dest`` as it was."""
+    store = ProfileStore(dest)
+    targets: dict[Path, str] = {}
+    for item in pending:
+        target = store.path_for(item.meta)
+        rel = target.relative_to(store.root)
+        if target in targets:
+            raise ConfigError("DEST", str(rel), f"two sources map to this one file: "
+                              f"{targets[target]} and {item.source}")
+        targets[target] = item.source
+        validate_frame(item.table, item.meta, f"{item.source} (imported as {rel})")
+        check_replace(store, item.meta, force=force)
+    if not pending:
+        return []
+    store.root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=store.root))
+    try:
+        staged = [ProfileStore(stage).save(item.table, item.meta) for item in pending]
+        written = []
+        for item, path in zip(pending, staged, strict=True):
+            target = store.path_for(item.meta)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            written.append(Imported(target, len(item.table), item.source_rows))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return written
 
 
 def _resolve_sku(name: str, cat: Catalogue) -> str | None:
@@ -277,29 +371,36 @@ def _profiling_root(src: Path) -> Path:
                       "or a directory holding one")
 
 
-def _unknown(kind: str, name: str, where: str, strict: bool, allowed: Iterable[str]) -> None:
+def _unknown(kind: str, name: str, where: str, strict: bool, allowed: Iterable[str],
+             skipped: Skipped | None = None) -> None:
     msg = f"{where}: unknown Vidur {kind} {name!r}; no catalogue match"
     if strict:
         raise ConfigError(f"{where}: {kind}", name, "has no catalogue match; known: "
                           + ", ".join(sorted(allowed)))
     _warn(msg + " (skipped)")
+    if skipped is not None:
+        skipped.add(f"{where} (unknown {kind} {name!r})", kind, allowed)
 
 
 def import_vidur(src: str | Path, dest: str | Path, *, aliases: dict[str, str] | None = None,
                  strict: bool = False, force: bool = False,
-                 catalogue: Catalogue | None = None) -> list[Imported]:
+                 catalogue: Catalogue | None = None,
+                 require_files: bool = False) -> list[Imported]:
     """Convert every Vidur profile under ``src`` into the store at ``dest``.
 
     Unknown SKUs, models and nodes are skipped with a warning (``strict``: ConfigError).
-    Returns the files written.
+    Every source is read and converted, and every table validated, before any file is
+    written (``write_all``); ``require_files``: ConfigError saying what was skipped when
+    there is nothing to write. Returns the files written.
     """
     cat = catalogue or load_catalogue()
     model_aliases = {**MODEL_ALIASES, **(aliases or {})}
     for target in model_aliases.values():
         cat.model(target)
     root = _profiling_root(Path(src))
-    store = ProfileStore(dest)
-    written: list[Imported] = []
+    check_output_dir("DEST", dest)
+    pending: list[Pending] = []
+    skipped = Skipped()
 
     compute = root / "compute"
     for csv in sorted(compute.glob("*/*/*/*.csv")) if compute.is_dir() else []:
@@ -307,18 +408,19 @@ def import_vidur(src: str | Path, dest: str | Path, *, aliases: dict[str, str] |
         sku_dir, org, model_dir = csv.parts[-4], csv.parts[-3], csv.parts[-2]
         if csv.name not in ("mlp.csv", "attention.csv"):
             _warn(f"{rel}: not mlp.csv or attention.csv (skipped)")
+            skipped.add(f"{rel} (not mlp.csv or attention.csv)")
             continue
         sku = _resolve_sku(sku_dir, cat)
         if sku is None:
-            _unknown("sku", sku_dir, str(rel), strict, SKU_ALIASES)
+            _unknown("sku", sku_dir, str(rel), strict, SKU_ALIASES, skipped)
             continue
         model = _resolve_model(f"{org}/{model_dir}", cat, model_aliases)
         if model is None:
             _unknown("model", f"{org}/{model_dir}", str(rel), strict,
-                     [s.hf_id for s in cat.models.values()] + list(model_aliases))
+                     [s.hf_id for s in cat.models.values()] + list(model_aliases), skipped)
             continue
         spec = cat.model(model)
-        df = pd.read_csv(csv)
+        df = read_table(csv, "Vidur")
         if csv.name == "mlp.csv":
             families = {"layer_ops": mlp_rows(df, spec, str(csv))}
         else:
@@ -330,26 +432,26 @@ def import_vidur(src: str | Path, dest: str | Path, *, aliases: dict[str, str] |
                     dtype="fp16", model_shape=model_shape_of(spec), origin=f"{TOOL}:{rel}",
                 )
                 table = part.drop(columns=["tp", "src_row"]).reset_index(drop=True)
-                path = save_checked(store, table, meta, force=force)
-                written.append(Imported(path, len(table), int(part["src_row"].nunique())))
+                pending.append(Pending(table, meta, int(part["src_row"].nunique()), str(csv)))
 
     network = root / "network"
     for node_dir in sorted(p for p in network.iterdir() if p.is_dir()) if network.is_dir() else []:
         rel = node_dir.relative_to(root)
         node = _resolve_node(node_dir.name, cat)
         if node is None:
-            _unknown("node", node_dir.name, str(rel), strict, NODE_ALIASES)
+            _unknown("node", node_dir.name, str(rel), strict, NODE_ALIASES, skipped)
             continue
         parts, sources, n_src = [], [], 0
         for op in ("all_reduce", "send_recv"):
             csv = node_dir / f"{op}.csv"
             if csv.is_file():
-                df = pd.read_csv(csv)
+                df = read_table(csv, "Vidur")
                 parts.append(collective_rows(df, op, str(csv)))
                 sources.append(csv.name)
                 n_src += len(df)
         if not parts:
             _warn(f"{rel}: no all_reduce.csv or send_recv.csv (skipped)")
+            skipped.add(f"{rel} (no all_reduce.csv or send_recv.csv)")
             continue
         meta = ProfileMeta(
             family="collective", source="imported", device=cat.node(node).sku, model="",
@@ -357,9 +459,13 @@ def import_vidur(src: str | Path, dest: str | Path, *, aliases: dict[str, str] |
             origin=f"{TOOL}:{rel}/{{{','.join(sources)}}}",
         )
         table = pd.concat(parts, ignore_index=True)
-        path = save_checked(store, table, meta, force=force)
-        written.append(Imported(path, len(table), n_src))
-    return written
+        where = str(node_dir / (sources[0] if len(sources) == 1
+                                else "{" + ",".join(sources) + "}"))
+        pending.append(Pending(table, meta, n_src, where))
+    if require_files and not pending:
+        raise skipped.error(src, "; --alias ORG/NAME=MODEL maps a model directory"
+                            if "model" in skipped.known else "")
+    return write_all(dest, pending, force=force)
 
 
 def print_summary(written: Sequence[Imported], dest: str | Path) -> None:
@@ -378,12 +484,16 @@ def print_summary(written: Sequence[Imported], dest: str | Path) -> None:
 
 def run_import(do_import: Callable[[], Sequence[Imported]], dest: str | Path) -> int:
     """An importer's command-line ending: run it, print the summary; a ConfigError is a
-    message on stderr and exit status 2. Returns the exit status."""
+    message on stderr and exit status 2; a file that could not be written after the
+    checks (disk full, ...) a message and status 1. Returns the exit status."""
     try:
         written = do_import()
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     print_summary(written, dest)
     return 0
 
@@ -411,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="replace files in DEST that another importer wrote")
     args = parser.parse_args(argv)
     return run_import(lambda: import_vidur(args.src, args.dest, aliases=dict(args.alias),
-                                           strict=args.strict, force=args.force), args.dest)
+                                           strict=args.strict, force=args.force,
+                                           require_files=True), args.dest)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec
 from simulator.errors import ConfigError, one_of
 from simulator.memory import weight_bytes_per_gpu
+from simulator.paths import check_output_dir
 from simulator.profiles import ProfileMeta, ProfileStore, model_shape_of
 
 FAMILIES = ("attention_prefill", "attention_decode", "layer_ops", "collective")
@@ -79,7 +80,8 @@ class ProfilerConfig:
     grid: GridConfig = field(default_factory=GridConfig)
 
     def __post_init__(self) -> None:
-        spec = load_catalogue(self.catalogue or None).model(self.model)
+        cat = load_catalogue(self.catalogue or None)
+        spec = cat.model(self.model)
         if not isinstance(self.tp, tuple) or not self.tp:
             raise ConfigError("tp", self.tp, "must be a non-empty list of integers")
         for tp in self.tp:
@@ -88,6 +90,9 @@ class ProfilerConfig:
         one_of("attention", self.attention, ("auto", "sdpa", "flash_attn"))
         one_of("collectives", self.collectives, ("auto", "on", "off"))
         one_of("timing", self.timing, CUDA_MODES)
+        if not self.families:
+            raise ConfigError("families", ",".join(self.families), "must name at least one "
+                              "family; allowed values are " + ", ".join(FAMILIES))
         for fam in self.families:
             one_of("families", fam, FAMILIES)
         ok = self.device in ("auto", "cpu", "cuda") or (
@@ -102,11 +107,19 @@ class ProfilerConfig:
             raise ConfigError("collective_gpus", 1, "must be 0 (all) or >= 2")
         if not self.out:
             raise ConfigError("out", self.out, "must be a directory path")
-        if self.plan_for:
-            load_catalogue(self.catalogue or None).sku(self.plan_for)
-            if not self.dry_run:
-                raise ConfigError("plan_for", self.plan_for, "only with dry_run=true (it plans "
-                                  "for another device without measuring)")
+        for name in ("sku", "plan_for"):
+            if getattr(self, name):
+                one_of(name, getattr(self, name), cat.skus)
+        if self.node:
+            one_of("node", self.node, cat.nodes)
+            sku = self.plan_for or self.sku
+            if sku and cat.nodes[self.node].sku != sku:
+                raise ConfigError("node", self.node,
+                                  f"holds {cat.nodes[self.node].sku} GPUs, not {sku}; nodes "
+                                  f"for {sku}: {', '.join(cat.nodes_for(sku))}")
+        if self.plan_for and not self.dry_run:
+            raise ConfigError("plan_for", self.plan_for, "only with dry_run=true (it plans "
+                              "for another device without measuring)")
 
     @property
     def spec(self) -> ModelSpec:
@@ -246,9 +259,11 @@ def environment(cfg: ProfilerConfig) -> Environment:
     if not sku:
         raise ConfigError("sku", props.name, "no catalogue SKU matches this GPU; pass "
                           "sku=<name> (" + ", ".join(cat.skus) + ")")
-    cat.sku(sku)
+    one_of("sku", sku, cat.skus)
     node = cfg.node or cat.default_node_for(sku)
-    cat.node(node)
+    if cat.node(node).sku != sku:
+        raise ConfigError("node", node, f"holds {cat.node(node).sku} GPUs, not this GPU's "
+                          f"{sku}; nodes for {sku}: {', '.join(cat.nodes_for(sku))}")
     return Environment(device, sku, node, props.name, torch.cuda.device_count(),
                        props.total_memory, _driver_version(), torch.version.cuda or "",
                        torch.__version__, date)
@@ -390,11 +405,15 @@ def _oom_errors() -> tuple[type[BaseException], ...]:
     return (err,) if err is not None else ()
 
 
+FamilyDone = Callable[[str, pd.DataFrame, str], None]
+
+
 def measure_tp(plan: TpPlan, env: Environment, cfg: ProfilerConfig,
-               progress: Progress
+               progress: Progress, done: FamilyDone | None = None
                ) -> tuple[dict[str, pd.DataFrame], str, int, dict[str, float]]:
     """Time every point of ``plan``: family -> rows, the attention used, points left out
-    for lack of device memory, and family -> seconds spent."""
+    for lack of device memory, and family -> seconds spent. ``done(family, rows,
+    attention)`` is called as soon as each family is measured (to save it at once)."""
     s = plan.shape
     layer = DecoderLayer(s, env.device, seed=cfg.seed, attention=cfg.attention)
     timer = Timer(env.device, plan.grid.warmup, plan.grid.repeats, cuda_mode=cfg.timing)
@@ -418,14 +437,20 @@ def measure_tp(plan: TpPlan, env: Environment, cfg: ProfilerConfig,
         seconds[family] += time.perf_counter() - t0
         progress.update()
 
+    def finished(family: str) -> None:
+        if done is not None and rows[family]:
+            done(family, pd.DataFrame(rows[family]), layer.attn.description)
+
     with torch.inference_mode():
         for b, c, p in plan.prefill:
             point("attention_prefill",
                   {**heads, "batch_size": b, "chunk_tokens": c, "prior_kv": p},
                   lambda b=b, c=c, p=p: layer.prefill_fn(b, c, p))
+        finished("attention_prefill")
         for b, kv in plan.decode:
             point("attention_decode", {**heads, "batch_size": b, "kv_len": kv},
                   lambda b=b, kv=kv: layer.decode_fn(b, kv))
+        finished("attention_decode")
         for op, t in plan.ops:
             n, k = s.op_dims(op)
             moe = op == "moe_experts"
@@ -433,6 +458,7 @@ def measure_tp(plan: TpPlan, env: Environment, cfg: ProfilerConfig,
                                 "experts": s.experts if moe else 0,
                                 "topk": s.topk if moe else 0},
                   lambda op=op, t=t: layer.op_fn(op, t))
+        finished("layer_ops")
     described = layer.attn.description
     frames = {f: pd.DataFrame(r) for f, r in rows.items() if r}
     timing = {f: seconds[f] for f in frames}
@@ -522,8 +548,62 @@ def _meta(family: str, env: Environment, model: str, tp: int, shape: dict,
                        cuda=env.cuda, torch=env.torch, date=env.date, origin=origin)
 
 
+class SaveFailed(RuntimeError):
+    """Some measured profiles could not be written under ``out``; they were kept elsewhere."""
+
+
+class _Saver:
+    """Writes each measured table as soon as it is ready. A table that cannot be written
+    under ``out`` (disk full, permissions changed mid-run, ...) is kept in a rescue
+    directory instead, so that no measurement is lost; ``finish`` then raises SaveFailed."""
+
+    def __init__(self, out: str, echo: Echo) -> None:
+        self.store = ProfileStore(out)
+        self.echo = echo
+        self.written: list[Path] = []
+        self.rescued: list[tuple[Path | str, str]] = []  # (where the rows are, why)
+        self._rescue: Path | None = None
+
+    def save(self, df: pd.DataFrame, meta: ProfileMeta) -> None:
+        try:
+            self.written.append(self.store.save(df, meta))
+            return
+        except (OSError, ConfigError) as err:
+            why = str(err)
+        rel = self.store.path_for(meta).relative_to(self.store.root)
+        kept: Path | str = "nowhere"
+        try:
+            if self._rescue is None:
+                self._rescue = Path(tempfile.mkdtemp(prefix="vidur_profiler_rescue_"))
+            try:
+                kept = ProfileStore(self._rescue).save(df, meta)
+            except ConfigError:  # rows the store refuses: keep them as they are, meta beside
+                kept = self._rescue / rel
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                df.to_parquet(kept)
+                kept.with_suffix(".meta.json").write_text(meta.to_json())
+        except OSError as err:
+            why += f" (keeping them elsewhere failed too: {err})"
+        self.rescued.append((kept, why))
+        self.echo(f"  could not write {self.store.root / rel}: {why}; the measured "
+                  f"{meta.family} rows are kept in {kept}")
+
+    def finish(self) -> None:
+        if self.rescued:
+            raise SaveFailed(
+                f"{len(self.rescued)} measured profile(s) could not be written under "
+                f"{self.store.root} and were kept instead in {self._rescue} (same layout; "
+                f"move them into place): " + "; ".join(why for _, why in self.rescued))
+
+
 def run(cfg: ProfilerConfig, echo: Echo = print) -> list[Path]:
-    """Plan, estimate, measure and save; returns the profile files written."""
+    """Plan, estimate, measure and save; returns the profile files written.
+
+    ``out`` is checked (a directory that exists or can be created, and accepts files)
+    before anything is measured; each family's file is written as soon as it is measured.
+    """
+    if not cfg.dry_run:
+        check_output_dir("out", cfg.out)
     env = environment(cfg)
     tiny = cfg.tiny == "true" or (cfg.tiny == "auto" and env.device.type == "cpu")
     spec = cfg.spec
@@ -574,25 +654,25 @@ def run(cfg: ProfilerConfig, echo: Echo = print) -> list[Path]:
     if cfg.dry_run:
         return []
 
-    store = ProfileStore(cfg.out)
-    written: list[Path] = []
+    saver = _Saver(cfg.out, echo)
+    written = saver.written
     t0 = time.perf_counter()
     total_points = sum(p.points for p in plans) + len(worlds)
     progress = Progress(total_points, "profiling", cfg.progress)
     for p in plans:
-        frames, attn, oom, spent = measure_tp(p, env, cfg, progress)
+        def save(family: str, df: pd.DataFrame, attn: str, tp: int = p.tp) -> None:
+            origin = (f"vidur_search profiler (python -m profiler); attention={attn}"
+                      + (f"; tiny stand-in of {spec.name}" if tiny else ""))
+            saver.save(df, _meta(family, env, model, tp, model_shape_of(run_spec), origin))
+
+        frames, _attn, oom, spent = measure_tp(p, env, cfg, progress, save)
         echo(f"  tp={p.tp} measured: " + ", ".join(
             f"{fam} {len(frames[fam])} points in {format_seconds(sec)}"
             for fam, sec in spent.items()))
         if env.device.type == "cuda":
             torch.cuda.empty_cache()  # the layer of this TP degree is gone
-        origin = (f"vidur_search profiler (python -m profiler); attention={attn}"
-                  + (f"; tiny stand-in of {spec.name}" if tiny else ""))
         if oom:
             echo(f"  tp={p.tp}: {oom} points ran out of device memory and were left out")
-        for family, df in frames.items():
-            meta = _meta(family, env, model, p.tp, model_shape_of(run_spec), origin)
-            written.append(store.save(df, meta))
     if worlds:
         df = measure_collectives(worlds, env, plans[0].grid, progress)
         meta = ProfileMeta(family="collective", source="measured", device=env.label, model="",
@@ -600,12 +680,13 @@ def run(cfg: ProfilerConfig, echo: Echo = print) -> list[Path]:
                            torch=env.torch, date=env.date,
                            origin=f"vidur_search profiler; torch.distributed "
                                   f"{'nccl' if env.gpus else 'gloo'}")
-        written.append(store.save(df, meta))
+        saver.save(df, meta)
     elapsed = time.perf_counter() - t0
     echo(f"Done in {format_seconds(elapsed)} (estimated {format_seconds(total_est)}); "
          f"{len(written)} files under {cfg.out}:")
     for path in written:
         echo(f"  {path}")
+    saver.finish()
     return written
 
 
@@ -621,6 +702,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except SaveFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,7 +20,7 @@ from simulator.errors import ConfigWarning
 from simulator.execution.predictors import cache as cache_mod
 from simulator.execution.predictors.params import PredictorParams, ProfiledParams
 from simulator.metrics import format_summary
-from vidur_search.simulate import check_output, config_from_hydra, output_dir
+from vidur_search.simulate import check_output, config_from_hydra
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -175,11 +175,12 @@ def test_summary_says_how_many_were_rejected_and_why() -> None:
 def test_an_unusable_output_dir_is_a_config_error(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("")
+    flags = {"chrome_trace": False, "token_table": False, "progress": False}
     for bad, words in ((afile, "not a directory"), (afile / "sub", "cannot be created")):
         with pytest.raises(ConfigError) as err:
-            output_dir(str(bad))
+            check_output(OmegaConf.create({"dir": str(bad), **flags}))
         assert err.value.field == "output.dir" and words in err.value.allowed
-    assert output_dir(str(tmp_path / "new" / "dir")).is_dir()
+    assert check_output(OmegaConf.create({"dir": str(tmp_path / "new" / "dir"), **flags})).is_dir()
     p = cli(tmp_path, f"output.dir={afile}")
     assert p.returncode == 2 and "configuration error: output.dir=" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr and "FileExistsError" not in p.stderr

@@ -20,38 +20,18 @@ from typing import Any
 
 import hydra
 import pandas as pd
-from hydra.experimental.callback import Callback
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from simulator import ConfigError
+from simulator.paths import check_output_dir
 from vidur_search import settings
 from vidur_search.cli import run_and_exit
 from vidur_search.results import normalise
 
 console = Console(stderr=True)
 settings.register()
-
-
-class CheckOutputDir(Callback):
-    """Hydra creates its run folder (``output.dir``, see ``conf/app/config.yaml``) before
-    the command runs: check first that it can be created and written in, so an unusable
-    folder is a configuration error (exit 2, nothing ran) rather than Hydra's traceback."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            settings.check_output_dir(to_absolute_path(str(config.output.dir)))
-        except ConfigError as err:
-            run_and_exit(_raises(err), config)
-
-
-def _raises(err: ConfigError) -> Any:
-    def run(cfg: DictConfig) -> int:
-        raise err
-
-    return run
 
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
@@ -76,7 +56,7 @@ def run(cfg: DictConfig) -> int:
     app = plain_config(cfg)
     settings.check(app)
     out_dir = Path(app["output"]["dir"])
-    settings.check_output_dir(out_dir)
+    check_output_dir("output.dir", out_dir)
     nightly_mode = app["output"]["mode"] == "nightly"
     prev_dir = nightly.latest_run(out_dir.parent, exclude=out_dir) if nightly_mode else None
     prev = (normalise(pd.read_parquet(prev_dir / "trials.parquet").to_dict("records"))
@@ -84,8 +64,7 @@ def run(cfg: DictConfig) -> int:
     storage_root = out_dir.parent if nightly_mode else out_dir
     storage = app["search"]["storage"] or f"sqlite:///{storage_root / 'optuna.db'}"
     if app["search"]["storage"].startswith("sqlite:///"):  # Optuna creates its folder
-        settings.check_output_dir(Path(storage.removeprefix("sqlite:///")).parent,
-                                  "search.storage")
+        check_output_dir("search.storage", Path(storage.removeprefix("sqlite:///")).parent)
     prefix = f"{app['name']}-{out_dir.name}" if nightly_mode else app["name"]
 
     t0 = time.perf_counter()

@@ -236,13 +236,21 @@ def read_vllm_bench(path: Path, doc: Mapping[str, Any]) -> BenchRun:
             raise _fail(path, key, None, "missing; a vLLM benchmark result needs per-request "
                         + ", ".join(VLLM_REQUIRED) + " (run it with --save-result "
                         "--save-detailed)")
-    n = len(doc["input_lens"])
     e2e_key = next((k for k in ("e2els", "e2el", "latencies") if k in doc), None)
-    for key in (*VLLM_REQUIRED, *(k for k in ("itls", "start_times", "errors", e2e_key)
-                                 if k and k in doc)):
-        if not isinstance(doc[key], list) or len(doc[key]) != n:
+    keys = (*VLLM_REQUIRED, *(k for k in ("itls", "start_times", "errors", e2e_key)
+                              if k and k in doc))
+    for key in keys:
+        if not isinstance(doc[key], list):
             raise _fail(path, key, type(doc[key]).__name__,
-                        f"must be a list of {n} entries, one per request (as input_lens)")
+                        "must be a list with one entry per request")
+    n = len(doc["input_lens"])
+    for key in keys:
+        if len(doc[key]) != n:
+            lengths = ", ".join(f"{k} {len(doc[k])}" for k in keys)
+            raise _fail(path, key, f"{len(doc[key])} entries",
+                        f"the per-request lists disagree: input_lens has {n} entries, {key} "
+                        f"has {len(doc[key])} (lengths: {lengths}); each needs one entry "
+                        "per request")
     if e2e_key is None and "itls" not in doc:
         raise _fail(path, "itls", None, "missing; the end-to-end latency needs per-request "
                     "itls (or e2els)")

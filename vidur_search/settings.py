@@ -5,8 +5,8 @@ first in ``conf/app/config.yaml``'s defaults, so Hydra itself rejects a misspelt
 of the wrong type with its own message. ``check`` then rejects what types cannot express
 (an unknown SKU or one without a price, an empty space or a bad entry in it, an SLO
 quantile we do not measure, a Ray address or storage URL that cannot work, ...) by raising
-``ConfigError`` before Ray starts or any trial runs; ``check_output_dir`` does the same for
-the output folder (``app.CheckOutputDir`` runs it before Hydra creates that folder).
+``ConfigError`` before Ray starts or any trial runs (the output folder is checked by
+``cli.CheckOutputDir`` before Hydra creates it).
 
 ``workloads`` stays an untyped mapping here: each entry is a ``simulator`` workload and is
 checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys included).
@@ -15,11 +15,8 @@ checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys incl
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -324,19 +321,3 @@ def check_slo_tiers(tiers: Any) -> None:
     from vidur_search.plans import validate_tiers
 
     validate_tiers(tiers, field="output.slo_tiers")
-
-
-def check_output_dir(path: str | os.PathLike[str], field_name: str = "output.dir") -> None:
-    """Create the folder ``path`` (as the command would) and write a file in it; a
-    ConfigError naming ``field_name`` when either fails."""
-    target = Path(path)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=target):
-            pass
-    except FileExistsError:
-        raise ConfigError(field_name, str(path), "a folder to write the results in; this "
-                          "path (or a parent) exists and is not a folder") from None
-    except OSError as err:
-        raise ConfigError(field_name, str(path), "a folder the results can be written in: "
-                          f"{err.strerror or err}") from None

@@ -10,18 +10,16 @@ replicas Parquet tables, ``summary.json`` and, with ``output.chrome_trace=true``
 Perfetto trace.
 
 Every setting is checked before the simulation starts (``output.dir`` before Hydra
-creates it, by ``CheckOutputDir``): a bad one is a one-line configuration error, exit 2.
+creates it, by ``cli.CheckOutputDir``): a bad one is a one-line configuration error, exit 2.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.experimental.callback import Callback
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -30,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from simulator import ConfigError, SimulationConfig, simulate
 from simulator.errors import ConfigWarning, boolean
 from simulator.metrics import format_summary
+from simulator.paths import check_output_dir
 from vidur_search.cli import run_and_exit
 
 console = Console(stderr=True)
@@ -59,27 +58,6 @@ def config_from_hydra(cfg: DictConfig) -> SimulationConfig:
     return SimulationConfig.from_dict(plain)
 
 
-def output_dir(raw: Any, field: str = "output.dir") -> Path:
-    """``raw`` as an absolute directory that exists (created if needed) and is writable;
-    ConfigError naming ``field`` otherwise."""
-    if (isinstance(raw, bool) or not isinstance(raw, str | os.PathLike | int | float)
-            or not str(raw).strip()):
-        raise ConfigError(field, raw, "must be a directory path")
-    path = Path(to_absolute_path(str(raw)))
-    if path.exists() and not path.is_dir():
-        raise ConfigError(field, str(path), "exists and is not a directory; give a directory "
-                                            "path (new or existing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(field, str(path),
-                          f"cannot be created ({err.strerror or err}); give a writable "
-                          "directory path") from err
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(field, str(path), "is not writable; give a writable directory path")
-    return path
-
-
 def check_output(output: Any) -> Path:
     """Validate the ``output`` settings (on/off flags true or false, ``dir`` usable);
     returns the output directory."""
@@ -88,27 +66,13 @@ def check_output(output: Any) -> Path:
                           + ", ".join(OUTPUT_FLAGS))
     for name in OUTPUT_FLAGS:
         boolean(f"output.{name}", output.get(name))
-    return output_dir(output.get("dir"))
-
-
-class CheckOutputDir(Callback):
-    """Hydra callback (``hydra.callbacks`` in ``simulate.yaml``): checks the run directory
-    (``output.dir``) before Hydra creates it, so an unusable one is a configuration error
-    (exit 2) instead of Hydra's traceback."""
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        raw = OmegaConf.select(config, "hydra.run.dir")
-        field = "output.dir" if raw == OmegaConf.select(config, "output.dir") else "hydra.run.dir"
-        try:
-            output_dir(raw, field)
-        except ConfigError as err:
-            run_and_exit(_raiser(err), config)
-
-
-def _raiser(err: ConfigError) -> Any:
-    def raise_it(_cfg: DictConfig) -> None:
-        raise err
-    return raise_it
+    raw = output.get("dir")
+    if not isinstance(raw, str) or not raw.strip():
+        raise ConfigError("output.dir", raw, "must be a directory path")
+    path = Path(to_absolute_path(raw))
+    check_output_dir("output.dir", path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _format_warning(message: Warning | str, category: type[Warning], filename: str,

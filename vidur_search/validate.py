@@ -26,16 +26,20 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
 import pandas as pd
+import yaml
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from simulator import ConfigError, SimulationConfig, SimulationResult, simulate
+from simulator.paths import check_output_file
 from simulator.workload import RequestTable
 from vidur_search.bench_formats import BenchRun, read_bench
 from vidur_search.cli import run_and_exit
@@ -278,9 +282,44 @@ def _required(section: dict[str, Any], key: str, what: str) -> str:
     return str(value)
 
 
+@cache
+def known_keys() -> dict[str, tuple[str, ...]]:
+    """Top-level keys of the ``validate`` config (``conf/validate.yaml`` and its default
+    groups) -> the keys allowed inside them (empty: not checked here; the simulator's
+    config rejects unknown scheduler, execution, engine and precision keys itself)."""
+    doc = yaml.safe_load(files("vidur_search.conf").joinpath("validate.yaml").read_text())
+    keys: dict[str, tuple[str, ...]] = {}
+    for entry in doc.get("defaults", []):
+        if isinstance(entry, dict):
+            group = next(iter(entry))
+            if not group.startswith("override "):
+                keys[group] = ()
+    for key, value in doc.items():
+        if key not in ("defaults", "hydra"):
+            keys[key] = tuple(value) if key == "output" and isinstance(value, dict) else ()
+    return keys
+
+
+def check_keys(plain: dict[str, Any]) -> None:
+    """ConfigError naming the first key (e.g. from ``+bogus=1``) the command does not know."""
+    known = known_keys()
+    for key, value in plain.items():
+        if key not in known:
+            raise ConfigError(key, value, "unknown key; allowed keys: " + ", ".join(known))
+        if known[key] and isinstance(value, dict):
+            for sub, sub_value in value.items():
+                if sub not in known[key]:
+                    raise ConfigError(f"{key}.{sub}", sub_value, "unknown key; allowed keys: "
+                                      + ", ".join(known[key]))
+
+
 def run(cfg: DictConfig) -> pd.DataFrame:
     """The Hydra app's body: check the settings, simulate, print the comparison."""
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    check_keys(plain)
+    out = (plain.get("output") or {}).get("json") or ""
+    # before any work: an output that cannot be written would lose the simulation
+    out_path = check_output_file("output.json", to_absolute_path(str(out))) if out else None
     bench_path = to_absolute_path(_required(plain, "bench", "the benchmark result file"))
     model = _required(plain, "model", "a catalogue model")
     sku = _required(plain, "sku", "a catalogue GPU SKU")
@@ -302,9 +341,8 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     for note in bench.notes:
         print(f"note       {note}")
     print(format_comparison(table))
-    out = (plain.get("output") or {}).get("json") or ""
-    if out:
-        path = Path(to_absolute_path(out))
+    if out_path is not None:
+        path = out_path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "bench": bench.path, "format": bench.format, "load": load,
