@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import pandas as pd
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -28,7 +27,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from simulator.paths import check_output_dir
 from vidur_search import settings
 from vidur_search.cli import run_and_exit
-from vidur_search.results import normalise
 
 console = Console(stderr=True)
 settings.register()
@@ -36,13 +34,19 @@ settings.register()
 
 def plain_config(cfg: DictConfig) -> dict[str, Any]:
     """The composed config as plain data, with file paths made absolute (Hydra may run
-    from another directory than the one the user typed the paths in)."""
+    from another directory than the one the user typed the paths in). A workload's
+    ``trace_file`` left at Hydra's ``???`` becomes None, which ``settings.check`` reports
+    as required when the workload replays a trace (and ignores otherwise)."""
     app: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     app.pop("hydra", None)
     # an experiment drops a workload of the defaults by setting it to null
     app["workloads"] = {k: v for k, v in app["workloads"].items() if v is not None}
-    for workload in app["workloads"].values():
-        if isinstance(workload, dict) and workload.get("trace_file"):
+    for name, workload in app["workloads"].items():
+        if not isinstance(workload, dict) or "trace_file" not in workload:
+            continue
+        if OmegaConf.is_missing(cfg.workloads[name], "trace_file"):
+            workload["trace_file"] = None  # `???`: required only by trace workloads
+        elif isinstance(workload["trace_file"], str) and workload["trace_file"]:
             workload["trace_file"] = to_absolute_path(workload["trace_file"])
     app["output"]["dir"] = to_absolute_path(app["output"]["dir"])
     return app
@@ -59,8 +63,7 @@ def run(cfg: DictConfig) -> int:
     check_output_dir("output.dir", out_dir)
     nightly_mode = app["output"]["mode"] == "nightly"
     prev_dir = nightly.latest_run(out_dir.parent, exclude=out_dir) if nightly_mode else None
-    prev = (normalise(pd.read_parquet(prev_dir / "trials.parquet").to_dict("records"))
-            if prev_dir else None)  # normalised: a night before a new column gets it
+    prev = nightly.read_previous(prev_dir, out_dir) if prev_dir else None
     storage_root = out_dir.parent if nightly_mode else out_dir
     storage = app["search"]["storage"] or f"sqlite:///{storage_root / 'optuna.db'}"
     if app["search"]["storage"].startswith("sqlite:///"):  # Optuna creates its folder

@@ -30,6 +30,7 @@ from vidur_search.pareto import (
     validate_objectives,
 )
 from vidur_search.plans import _rank_best, pareto_front_by_workload
+from vidur_search.results import normalise
 
 #: Exit status of the nightly job: no regression.
 EXIT_OK = 0
@@ -46,16 +47,24 @@ _PLAN_FIELDS = ("trial_id", "capacity_qps", "cost_per_hour", "capacity_per_dolla
                 "cost_per_million_tokens", "ttft_p90", "tbt_p99")
 _REQUIRED = (*IDENTITY_COLUMNS, "status", "capacity_qps", "capacity_per_dollar",
              "cost_per_million_tokens")
+#: Columns a previous run's table needs: the diff's, the default objectives' (Pareto
+#: front) and the candidate key (warm start). Newer optional columns may be missing.
+PREVIOUS_REQUIRED = tuple(dict.fromkeys((*_REQUIRED, *DEFAULT_OBJECTIVES, "key")))
+
+
+def is_run_name(name: str) -> bool:
+    """Whether ``name`` is a run folder's name: ``YYYY-MM-DD_HH-MM-SS``, a real time."""
+    if not RUN_NAME.fullmatch(name):
+        return False
+    try:
+        datetime.strptime(name, RUN_FORMAT)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_run_dir(path: Path) -> bool:
-    if not RUN_NAME.fullmatch(path.name):
-        return False
-    try:
-        datetime.strptime(path.name, RUN_FORMAT)
-    except ValueError:
-        return False
-    return path.is_dir() and (path / TRIALS_FILE).is_file()
+    return is_run_name(path.name) and path.is_dir() and (path / TRIALS_FILE).is_file()
 
 
 def latest_run(root: str | Path, exclude: str | Path | None = None) -> Path | None:
@@ -72,6 +81,38 @@ def latest_run(root: str | Path, exclude: str | Path | None = None) -> Path | No
     runs = sorted((p for p in root.iterdir() if _is_run_dir(p) and p.resolve() != skip),
                   key=lambda p: p.name)
     return runs[-1] if runs else None
+
+
+def read_previous(prev_dir: str | Path, out_dir: str | Path) -> pd.DataFrame:
+    """The trials table of the previous run ``prev_dir`` (see :func:`latest_run`),
+    normalised (a table written before a column existed gets it). An unreadable file, or
+    one without the columns the comparison and the warm start need, is a ConfigError on
+    ``output.dir`` naming the file and how to go on, raised before any trial runs."""
+    prev_dir = Path(prev_dir)
+    path = prev_dir / TRIALS_FILE
+    how = (f"move {prev_dir} out of {prev_dir.parent} (the newest run left there becomes "
+           "the baseline), or start a fresh nightly folder "
+           "(output.dir=OTHER_ROOT/YYYY-MM-DD_HH-MM-SS)")
+
+    def bad(problem: str) -> ConfigError:
+        return ConfigError("output.dir", str(out_dir),
+                           f"the previous nightly run's {path} {problem}; {how}")
+
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # corrupt, truncated, not Parquet, unreadable
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise bad(f"cannot be read as a trials table ({reason})") from None
+    missing = [c for c in PREVIOUS_REQUIRED if c not in df.columns]
+    if missing:
+        raise bad(f"lacks the column(s) {', '.join(missing)} the comparison needs (it has "
+                  f"{', '.join(map(str, df.columns)) or 'none'}): it is not a trials table "
+                  "written by this command")
+    try:
+        return normalise(df.to_dict("records"))
+    except (TypeError, ValueError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise bad(f"holds values of the wrong type ({reason})") from None
 
 
 def _identity(row: Mapping[str, Any]) -> dict[str, Any]:

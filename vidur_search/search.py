@@ -87,11 +87,11 @@ def check_workloads(app: dict[str, Any], space: Space) -> None:
 
 
 def _in_workload(err: ConfigError, name: str) -> ConfigError:
-    """``err`` with a ``workload.X`` field renamed ``workloads.<name>.X`` (the app's key)."""
-    if not err.field.startswith("workload"):
-        return err
-    return ConfigError(f"workloads.{name}.{err.field.removeprefix('workload.')}", err.value,
-                       err.allowed)
+    """``err`` with ``workload.X`` renamed ``workloads.<name>.X`` (the app's key), in its
+    field and its message (see ``settings.in_workload``)."""
+    from vidur_search.settings import in_workload
+
+    return in_workload(err, name)
 
 
 def make_space(app: dict[str, Any]) -> Space:

@@ -14,9 +14,12 @@ checked, key by key, by ``simulator.workload.WorkloadConfig`` (unknown keys incl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -26,6 +29,7 @@ from simulator.catalogue import load_catalogue
 from simulator.config import build
 from simulator.errors import one_of
 from simulator.precision import Precision
+from simulator.workload import WorkloadConfig
 
 SAMPLERS = ("tpe", "nsga2", "grid")
 MODES = ("normal", "nightly")
@@ -38,6 +42,8 @@ RAY_ADDRESSES = ("null or empty (start Ray in this process), 'local' (a new loca
                  "'<host>:<port>' (a cluster's GCS address, e.g. 10.0.0.1:6379) or "
                  "'ray://<host>:<port>' (Ray Client, e.g. ray://head:10001)")
 _HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+#: Workload presets (``conf/workload/``) a capacity search can use (open-loop arrivals).
+WORKLOAD_PRESETS = ("chat", "fixed", "trace", "trace_lengths")
 STORAGE_EXAMPLE = ("an SQLAlchemy database URL, e.g. sqlite:////abs/path/optuna.db or "
                    "postgresql://user@host/db, or empty for optuna.db in the output folder")
 
@@ -188,9 +194,7 @@ def check(app: dict[str, Any]) -> None:
     for key in ("ttft_s", "tbt_s", "max_sched_delay_p99_s"):
         if not slo[key] > 0:
             raise ConfigError(f"slo.{key}", slo[key], "a positive number of seconds")
-    if not app["workloads"]:
-        raise ConfigError("workloads", {}, "at least one named workload, e.g. "
-                          "'+workload@workloads.chat=chat'")
+    check_workloads(app["workloads"])
     search = app["search"]
     one_of("search.sampler", search["sampler"], SAMPLERS)
     one_of("output.mode", app["output"]["mode"], MODES)
@@ -240,7 +244,64 @@ def check(app: dict[str, Any]) -> None:
                           "a fraction in [0, 1), e.g. 0.02 (nightly: a drop of the best "
                           "capacity per dollar beyond it is a regression)")
     check_slo_tiers(out.get("slo_tiers") or {})
+    if out["mode"] == "nightly":
+        check_nightly_dir(out["dir"])
     build(Precision, app.get("precision") or {}, "precision")
+
+
+def check_workloads(workloads: Any) -> None:
+    """``workloads``: at least one, each a non-empty mapping that builds a simulator
+    ``WorkloadConfig`` (the checks ``python -m vidur_search.simulate`` makes, trace header
+    included), errors named ``workloads.<name>.<key>``. Keys left out take
+    ``WorkloadConfig``'s defaults (``+workloads.code.lengths.kind=fixed`` is a workload)."""
+    presets = ", ".join(WORKLOAD_PRESETS)
+    if not isinstance(workloads, Mapping) or not workloads:
+        raise ConfigError("workloads", workloads, "at least one named workload, e.g. "
+                          f"'+workload@workloads.chat=chat' (presets: {presets})")
+    for name, workload in workloads.items():
+        if not isinstance(workload, Mapping) or not workload:
+            raise ConfigError(
+                f"workloads.{name}", workload,
+                f"must be a workload mapping; add one from a preset with "
+                f"'+workload@workloads.{name}=chat' (presets: {presets}), or drop it with "
+                f"'~workloads.{name}'")
+        try:
+            WorkloadConfig.from_dict(workload)
+        except ConfigError as err:
+            raise in_workload(err, str(name)) from None
+
+
+_WORKLOAD_KEY = re.compile(
+    r"(?<![\w/.-])workload\.(?=(?:"
+    + "|".join(f.name for f in dataclasses.fields(WorkloadConfig)) + r")\b)")
+_WORKLOAD_GROUP = re.compile(r"(?<![\w/.@-])workload=")
+
+
+def in_workload(err: ConfigError, name: str) -> ConfigError:
+    """``err`` of a simulator workload as the app names it: the field ``workload.X`` and
+    every ``workload.<key>`` in the message become ``workloads.<name>.X``, and a preset
+    choice ``workload=P`` becomes ``workload@workloads.<name>=P``. Other errors as they are."""
+    if err.field != "workload" and not err.field.startswith("workload."):
+        return err
+    field_name = f"workloads.{name}" + err.field.removeprefix("workload")
+    allowed = _WORKLOAD_KEY.sub(f"workloads.{name}.", err.allowed)
+    allowed = _WORKLOAD_GROUP.sub(f"workload@workloads.{name}=", allowed)
+    return ConfigError(field_name, err.value, allowed)
+
+
+def check_nightly_dir(out_dir: str) -> None:
+    """With ``output=nightly``, ``output.dir`` must end in a folder named like the time
+    the run started (``YYYY-MM-DD_HH-MM-SS``): the next night finds its previous run by
+    that name (``nightly.latest_run``), and ignores any other."""
+    from vidur_search.nightly import is_run_name
+
+    if not is_run_name(Path(out_dir).name):
+        raise ConfigError(
+            "output.dir", out_dir,
+            "a nightly run's folder must be named by its start time, YYYY-MM-DD_HH-MM-SS "
+            "(e.g. 2026-01-31_02-00-00), so that the next night finds it: give "
+            "output.dir=ROOT/${now:%Y-%m-%d_%H-%M-%S} (the output=nightly default is "
+            "outputs/nightly/${name}/${now:%Y-%m-%d_%H-%M-%S}), or leave output.mode=normal")
 
 
 def _number(value: Any) -> bool:
