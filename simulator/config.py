@@ -9,6 +9,7 @@ YAML, JSON) and rejects unknown keys.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from simulator.catalogue import load_catalogue
 from simulator.catalogue.specs import ModelSpec, NodeSpec, SkuSpec
-from simulator.errors import ConfigError, boolean, in_range, one_of
+from simulator.errors import ConfigError, ConfigWarning, boolean, in_range, one_of
 from simulator.execution.predictors.params import ProfiledParams
 from simulator.execution.roofline import RooflineParams
 from simulator.memory import KvCapacity, kv_capacity
@@ -38,6 +39,8 @@ _ENGINE_DEFAULTS_ALLOWED = ("allowed values are vllm_0_6, vllm_0_8, vllm_0_19, o
                             "max_batch_size, chunk_size and max_tokens_per_batch explicit)")
 # vLLM v1's larger batch defaults need this much device memory (GiB; EngineArgs, 0.8.5 on).
 VLLM_LARGE_GPU_GIB = 70
+# SchedulerConfig.chunk_size's default: the value the non-chunking presets carry.
+DEFAULT_CHUNK_SIZE = 512
 _ROOFLINE_FIELDS = tuple(f.name for f in dataclasses.fields(RooflineParams))
 
 
@@ -113,7 +116,8 @@ class SchedulerConfig:
 
     - ``max_batch_size``: sequences per batch (vLLM max_num_seqs, Orca/FT slots).
     - ``chunk_size``: token budget per iteration of Sarathi-Serve and vLLM v1
-      (max_num_batched_tokens with chunked prefill).
+      (max_num_batched_tokens with chunked prefill), and of vLLM v0 with chunked prefill
+      on; the others ignore it (a value other than the default is a ConfigWarning).
     - ``max_tokens_per_batch``: prefill token cap of vLLM v0 and LightLLM batches.
     - ``block_size``: tokens per KV block (LightLLM is token-granular and ignores it).
     - ``watermark``: fraction of KV blocks vLLM v0 keeps free when admitting prompts.
@@ -139,7 +143,7 @@ class SchedulerConfig:
 
     name: str = "sarathi"
     max_batch_size: int = 128
-    chunk_size: int = 512
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     max_tokens_per_batch: int = 4096
     block_size: int = 16
     watermark: float = 0.01
@@ -296,12 +300,13 @@ class SimulationConfig:
         if not isinstance(self.precision, Precision):
             raise ConfigError("precision", self.precision, "must be a Precision")
         self.precision.check_sku(self.sku_spec)
-        self.scheduler = self.scheduler.resolved(self.model_spec.max_context,
-                                                 self.sku_spec)
+        given = self.scheduler
+        self.scheduler = given.resolved(self.model_spec.max_context, self.sku_spec)
+        self._warn_unused_chunk_size(given)
         self._apply_execution_overrides()
         self._check_parallelism()
         self.kv_capacity()  # raises when the model does not fit
-        self._check_fixed_lengths_context()
+        self._check_lengths_context()
         if self.execution.kind == "profiled":
             self.check_profile_stores()
 
@@ -320,45 +325,95 @@ class SimulationConfig:
                     f"{what}; give existing profile-store directories (`python -m profiler "
                     "... out=DIR` writes one), or [] for the profiles shipped in the package")
 
-    def fixed_lengths(self) -> tuple[int, int] | None:
-        """(prompt, output) tokens of every request of a ``fixed``-length workload, after
-        ``max_total_tokens``' cap; None for the other length kinds."""
+    def _warn_unused_chunk_size(self, given: SchedulerConfig) -> None:
+        """ConfigWarning naming ``scheduler.chunk_size`` when it is set (to anything but
+        the default, 512, or the engine release's default) for a scheduler that does not
+        chunk prompts and so ignores it. ``given``: the scheduler config as given, before
+        ``resolved`` filled the engine defaults."""
+        from simulator.scheduling import REGISTRY  # schedulers import this module
+
+        s = self.scheduler
+        if REGISTRY[s.name].uses_chunk_size(s):
+            return
+        defaults = {0, DEFAULT_CHUNK_SIZE}
+        if given.engine_defaults:
+            defaults.add(vllm_serve_defaults(given.engine_defaults, self.sku_spec,
+                                             self.model_spec.max_context,
+                                             s.chunked_prefill == "on")[1])
+        if given.chunk_size in defaults:
+            return
+        why = " (scheduler.chunked_prefill is off)" if s.name == "vllm_v0" else ""
+        warnings.warn(
+            f"scheduler.chunk_size={given.chunk_size} is ignored: the {s.name} scheduler does "
+            f"not chunk prompts{why}; chunk_size is the per-iteration token budget of sarathi, "
+            "vllm_v1, vllm_v1_async, and vllm_v0 with scheduler.chunked_prefill=on "
+            "(vllm_v0 and lightllm cap prefill tokens with scheduler.max_tokens_per_batch)",
+            ConfigWarning, stacklevel=2)
+
+    def shortest_lengths(self) -> tuple[int, int] | None:
+        """(prompt, output) tokens of the workload's shortest request, after
+        ``max_total_tokens``' cap: every request's for ``fixed`` lengths, (min_prefill,
+        min_decode)'s for ``uniform`` and ``zipf``; None for ``trace`` lengths."""
         ln = self.workload.lengths
-        if ln.kind != "fixed":
+        if ln.kind == "trace":
             return None
-        prefill, decode = ln.prefill_tokens, ln.decode_tokens
+        prefill_name, decode_name = self._length_fields()
+        prefill, decode = getattr(ln, prefill_name), getattr(ln, decode_name)
         if ln.max_total_tokens > 0:
             prefill = min(prefill, ln.max_total_tokens - 1)
             decode = max(1, min(decode, ln.max_total_tokens - prefill))
         return prefill, decode
 
-    def _check_fixed_lengths_context(self) -> None:
-        """A fixed-length workload longer than the model's context: every request would
-        be rejected, so it is a ConfigError naming the length that is too long."""
-        lengths = self.fixed_lengths()
+    def fixed_lengths(self) -> tuple[int, int] | None:
+        """(prompt, output) tokens of every request of a ``fixed``-length workload, after
+        ``max_total_tokens``' cap; None for the other length kinds."""
+        return self.shortest_lengths() if self.workload.lengths.kind == "fixed" else None
+
+    def _length_fields(self) -> tuple[str, str]:
+        """Names of the ``workload.lengths`` fields that set the shortest request."""
+        if self.workload.lengths.kind == "fixed":
+            return "prefill_tokens", "decode_tokens"
+        return "min_prefill", "min_decode"
+
+    def _shortest_what(self, prefill: int, decode: int) -> str:
+        if self.workload.lengths.kind == "fixed":
+            return f"prompt + output = {prefill} + {decode} = {prefill + decode} tokens"
+        return (f"the shortest request, prompt + output = {prefill} + {decode} = "
+                f"{prefill + decode} tokens,")
+
+    def _check_lengths_context(self) -> None:
+        """A workload whose shortest request is longer than the model's context (fixed
+        lengths, or the minimum of uniform and zipf ones): every request would be
+        rejected, so it is a ConfigError naming the length that is too long. Workloads of
+        which only some requests are too long are left to the summary's rejection count."""
+        lengths = self.shortest_lengths()
         ctx = self.model_spec.max_context
         if lengths is None or sum(lengths) <= ctx:
             return
         prefill, decode = lengths
-        name = "prefill_tokens" if prefill >= ctx else "decode_tokens"
+        prefill_name, decode_name = self._length_fields()
+        name = prefill_name if prefill >= ctx else decode_name
         raise ConfigError(
             f"workload.lengths.{name}", getattr(self.workload.lengths, name),
-            f"prompt + output = {prefill} + {decode} = {prefill + decode} tokens exceeds "
-            f"{self.model}'s max context of {ctx} tokens, so every request would be "
-            f"rejected; keep workload.lengths.prefill_tokens + decode_tokens <= {ctx}")
+            f"{self._shortest_what(prefill, decode)} exceeds {self.model}'s max context of "
+            f"{ctx} tokens, so every request would be rejected; keep "
+            f"workload.lengths.{prefill_name} + {decode_name} <= {ctx}, or cap each request "
+            f"with workload.lengths.max_total_tokens (e.g. {ctx})")
 
     def check_workload_fits(self) -> None:
-        """ConfigError when every request of a ``fixed``-length workload would be rejected
-        by the replica scheduler (too long for the model's context, the KV cache or the
-        scheduler's token budget), naming ``workload.lengths.prefill_tokens`` or
-        ``decode_tokens``. Sampled and trace lengths are not checked (their rejections are
-        counted, with reasons, in the summary)."""
+        """ConfigError when every request would be rejected by the replica scheduler (too
+        long for the model's context, the KV cache or the scheduler's token budget): when
+        the shortest request of a ``fixed``, ``uniform`` or ``zipf`` workload is (rejection
+        grows with length), naming ``workload.lengths.prefill_tokens`` / ``decode_tokens``
+        (fixed) or ``min_prefill`` / ``min_decode``. Trace lengths are not checked, nor
+        workloads of which only some requests are rejected (those are counted, with
+        reasons, in the summary)."""
         import numpy as np
 
         from simulator.scheduling import REGISTRY, RequestState  # imports this module
         from simulator.workload import RequestTable
 
-        lengths = self.fixed_lengths()
+        lengths = self.shortest_lengths()
         if lengths is None:
             return
         prefill, decode = lengths
@@ -371,11 +426,14 @@ class SimulationConfig:
         reason = sched.reject_reason(0)
         if not reason:
             return
-        name = "prefill_tokens" if sched.reject_reason(1) else "decode_tokens"
+        prefill_name, decode_name = self._length_fields()
+        name = prefill_name if sched.reject_reason(1) else decode_name
         kv = (f" (KV capacity per replica: {cap.num_tokens} tokens, {cap.num_blocks} blocks "
               f"of {cap.block_size})" if "KV" in reason else "")
+        even = ("" if self.workload.lengths.kind == "fixed" else
+                f", even the shortest ({prefill} prompt + {decode} output tokens)")
         raise ConfigError(f"workload.lengths.{name}", getattr(self.workload.lengths, name),
-                          f"every request would be rejected: {reason}{kv}")
+                          f"every request would be rejected{even}: {reason}{kv}")
 
     def _apply_execution_overrides(self) -> None:
         """Set the scheduler preset's ``execution_overrides`` in ``execution.roofline``.

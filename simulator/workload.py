@@ -102,7 +102,7 @@ class RequestTable:
         n = arrival.shape
         if arrival.ndim != 1 or prefill.shape != n or decode.shape != n:
             shapes = (arrival.shape, prefill.shape, decode.shape)
-            raise ConfigError("RequestTable", shapes, "three 1-D arrays of equal length")
+            raise ConfigError("RequestTable", shapes, "must be three 1-D arrays of equal length")
         _check_arrivals(arrival, "RequestTable.arrival")
         for name, values in (("num_prefill", prefill), ("num_decode", decode)):
             bad = np.flatnonzero(values < 1)
@@ -320,9 +320,11 @@ class WorkloadConfig:
     def validate(self) -> None:
         """Check everything, including the trace header (raises ConfigError)."""
         if not isinstance(self.arrival, ArrivalConfig):
-            raise ConfigError("workload.arrival", self.arrival, "an ArrivalConfig or a mapping")
+            raise ConfigError("workload.arrival", self.arrival,
+                              "must be an ArrivalConfig or a mapping")
         if not isinstance(self.lengths, LengthConfig):
-            raise ConfigError("workload.lengths", self.lengths, "a LengthConfig or a mapping")
+            raise ConfigError("workload.lengths", self.lengths,
+                              "must be a LengthConfig or a mapping")
         self.arrival.validate()
         self.lengths.validate()
         _int_at_least("workload.num_requests", self.num_requests, 0 if self.uses_trace else 1)
@@ -330,10 +332,11 @@ class WorkloadConfig:
         _int_at_least("workload.warmup_requests", self.warmup_requests, 0)
         if self.num_requests and self.warmup_requests >= self.num_requests:
             raise ConfigError("workload.warmup_requests", self.warmup_requests,
-                              f"fewer than workload.num_requests={self.num_requests}")
+                              f"must be fewer than workload.num_requests={self.num_requests}")
         for name in ("prefill_column", "decode_column", "arrival_column"):
             if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"workload.{name}", getattr(self, name), "a column name or ''")
+                raise ConfigError(f"workload.{name}", getattr(self, name),
+                                  "must be a column name or ''")
         if self.trace_file is not None and not isinstance(self.trace_file, str):
             raise ConfigError("workload.trace_file", self.trace_file,
                               "must be the path of a CSV or Parquet trace")
@@ -617,7 +620,8 @@ def generate_requests(cfg: WorkloadConfig, rng: np.random.Generator) -> RequestT
             raise ConfigError(
                 "workload.num_requests",
                 n,
-                f"at most {rows} (the rows of {cfg.trace_file}) with trace arrivals; 0 = all",
+                f"must be at most {rows} (the rows of {cfg.trace_file}) with trace "
+                "arrivals; 0 = all",
             )
 
     if cfg.arrival.kind == "trace":

@@ -66,6 +66,12 @@ class ReplicaScheduler(ABC):
         """Most tokens one batch can hold: sizes the activation headroom."""
         return cfg.max_tokens_per_batch
 
+    @classmethod
+    def uses_chunk_size(cls, cfg: SchedulerConfig) -> bool:
+        """Whether this scheduler, under ``cfg``, reads ``chunk_size`` (its per-iteration
+        token budget); those that never chunk prompts ignore it."""
+        return False
+
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 

@@ -77,6 +77,10 @@ class SarathiScheduler(ReplicaScheduler):
     def max_batch_tokens(cls, cfg: SchedulerConfig) -> int:
         return cfg.chunk_size
 
+    @classmethod
+    def uses_chunk_size(cls, cfg: SchedulerConfig) -> bool:
+        return True
+
     def enable_cohort(self) -> bool:
         """Cohorts on (before the first request). Not for a subclass that changes how
         iterations are built or end (vLLM v0): it keeps the per-request path."""

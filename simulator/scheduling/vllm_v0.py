@@ -31,6 +31,10 @@ class VllmV0Scheduler(SarathiScheduler):
     def max_batch_tokens(cls, cfg: SchedulerConfig) -> int:
         return cfg.chunk_size if cfg.chunked_prefill == "on" else cfg.max_tokens_per_batch
 
+    @classmethod
+    def uses_chunk_size(cls, cfg: SchedulerConfig) -> bool:
+        return cfg.chunked_prefill == "on"
+
     def _can_allocate(self, rid: int) -> bool:
         """Admission of a new prompt (chunked mode): its blocks must leave the watermark."""
         need = self.blocks_for(self.admission_tokens(rid)) - self.state.blocks[rid]

@@ -45,6 +45,10 @@ class VllmV1Scheduler(ReplicaScheduler):
     def max_batch_tokens(cls, cfg: SchedulerConfig) -> int:
         return cfg.chunk_size
 
+    @classmethod
+    def uses_chunk_size(cls, cfg: SchedulerConfig) -> bool:
+        return True
+
     def schedule(self, now: float) -> Batch | None:
         batch, budget = self._schedule_running()
         if self.preempted_now:
