@@ -132,17 +132,41 @@ _BOOL = {"true": True, "1": True, "yes": True, "on": True,
          "false": False, "0": False, "no": False, "off": False}
 _LIST_INT = ("tp", "prefill_batch")
 _LIST_STR = ("families",)
+_EXAMPLES = {"tp": "1,2,4,8", "prefill_batch": "1,2,4", "families": "layer_ops,collective"}
+
+
+def _list(key: str, text: str, what: str) -> list[str]:
+    """The entries of a comma-separated list; ConfigError naming ``key`` for an empty
+    entry (``1,,2``, a trailing comma) or an entry given twice. An empty text is an empty
+    list (ProfilerConfig says what the key needs)."""
+    if not text.replace(" ", ""):
+        return []
+    parts = [p.strip() for p in text.split(",")]
+    for i, part in enumerate(parts):
+        if not part:
+            raise ConfigError(key, text, f"entry {i + 1} of the list is empty; give "
+                              f"comma-separated {what} with no empty entries, e.g. "
+                              f"{key}={_EXAMPLES[key]}")
+    for i, part in enumerate(parts):
+        if part in parts[:i]:
+            raise ConfigError(key, text, f"{part} is listed twice; give each of the "
+                              f"comma-separated {what} once")
+    return parts
 
 
 def _convert(key: str, text: str, kind: Any) -> Any:
     if key in _LIST_INT:
-        parts = [p for p in text.replace(" ", "").split(",") if p]
+        parts = _list(key, text, "integers")
         try:
-            return tuple(int(p) for p in parts)
+            values = tuple(int(p) for p in parts)
         except ValueError:
             raise ConfigError(key, text, "must be a comma-separated list of integers") from None
+        if len(set(values)) < len(values):  # 1,01
+            raise ConfigError(key, text, "lists a value twice; give each of the "
+                              "comma-separated integers once")
+        return values
     if key in _LIST_STR:
-        return tuple(p for p in text.replace(" ", "").split(",") if p)
+        return tuple(_list(key, text, "names"))
     if kind is bool:
         if text.lower() not in _BOOL:
             raise ConfigError(key, text, "must be true or false")
@@ -164,7 +188,8 @@ def parse_args(argv: Sequence[str]) -> ProfilerConfig:
     """``key=value`` arguments (Hydra style) -> ProfilerConfig; ConfigError names the key.
 
     Keys are ProfilerConfig's fields and GridConfig's (flat, e.g. ``tokens_max=4096``);
-    lists are comma-separated (``tp=1,2,4,8``).
+    lists are comma-separated (``tp=1,2,4,8``). A key given twice, and an empty or
+    repeated list entry, are errors naming the key.
     """
     top = _field_kinds(ProfilerConfig)
     top.pop("grid")
@@ -172,11 +197,16 @@ def parse_args(argv: Sequence[str]) -> ProfilerConfig:
     allowed = [*top, *grid_kinds]
     top_args: dict[str, Any] = {}
     grid_args: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for arg in argv:
         key, sep, text = arg.partition("=")
         key = key.strip().lstrip("+")
         if not sep:
             raise ConfigError(arg, "", "arguments are key=value; keys: " + ", ".join(allowed))
+        if key in given:
+            raise ConfigError(key, text.strip(), f"is given twice ({key}={given[key]} and "
+                              f"{key}={text.strip()}); give each key once")
+        given[key] = text.strip()
         if key in top:
             top_args[key] = _convert(key, text.strip(), top[key])
         elif key in grid_kinds:

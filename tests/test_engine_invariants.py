@@ -14,6 +14,10 @@ from simulator.engine import Simulation
 from simulator.workload import ArrivalConfig
 from tests.helpers import config, run, table
 
+# the cases draw a chunk size for every scheduler; those that do not chunk warn that it is
+# ignored (simulator.config), which is expected here
+pytestmark = pytest.mark.filterwarnings("ignore::simulator.errors.ConfigWarning")
+
 cases = s.fixed_dictionaries({
     "scheduler": s.sampled_from(SCHEDULERS),
     "tp": s.sampled_from([1, 2]),

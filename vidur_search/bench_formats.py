@@ -44,8 +44,14 @@ was offered (request rate, max concurrency). Formats, recognised from the conten
 Aggregate-only files (aiperf's ``profile_export_aiperf.json`` and genai-perf's
 ``profile_export_genai_perf.json`` / ``.csv`` summaries) hold no per-request records;
 they are recognised and rejected with a message naming the per-request export to use.
-A file that matches no format, or lacks a field, raises ``ConfigError`` naming the file
-and the missing field.
+A file that matches no format, lacks a field or holds a value no benchmark writes raises
+``ConfigError`` naming the file, the field (and entry) and what is allowed: latencies
+(TTFT, E2E, every ``itls`` entry) are finite numbers >= 0, token counts whole numbers
+>= 1; vLLM's ``request_rate`` is a number > 0 or "inf", ``max_concurrency`` an integer
+>= 1 or null, ``burstiness`` and ``duration`` numbers > 0; aiperf's
+``request_start_ns`` a time >= 0 and its summary's concurrency, request rate and
+``arrival_smoothness`` in range; genai-perf's request rate a number > 0. None of them is
+read as "not recorded" when it is present but wrong.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, is_number
 from simulator.workload import RequestTable
 
 __all__ = ["BenchRun", "aiperf_load", "genai_perf_prompt_length", "read_bench", "read_genai_perf"]
@@ -159,11 +165,13 @@ def _fail(path: Path, what: str, value: Any, allowed: str) -> ConfigError:
 
 
 def _float_array(path: Path, name: str, values: Sequence[Any]) -> np.ndarray:
-    try:
-        out = np.asarray([math.nan if v is None else float(v) for v in values],
-                         dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise _fail(path, name, None, f"must hold numbers ({err})") from err
+    """A JSON list of numbers (null: NaN, for the caller to judge) as floats; ConfigError
+    naming the first entry that is not a number (a string, a bool, a list)."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        if v is not None and not is_number(v):
+            raise _fail(path, f"{name}[{i}]", v, "must be a number")
+        out[i] = math.nan if v is None else float(v)
     return out
 
 
@@ -175,14 +183,45 @@ def _int_tokens(path: Path, name: str, values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _rate(value: Any) -> float:
-    """vLLM writes ``request_rate`` as a number or the string "inf"."""
+def _positive(path: Path, name: str, value: Any, allowed: str, *, default: float,
+              inf_word: bool = False, finite: bool = False) -> float:
+    """A load setting that must be a number > 0: ``default`` when absent (None), the
+    number otherwise (``inf_word``: also the string "inf", as vLLM writes an unlimited
+    request rate; ``finite``: infinity refused); ConfigError naming the file and field."""
     if value is None:
-        return math.nan
-    try:
+        return default
+    if inf_word and isinstance(value, str) and value.strip().lower() in ("inf", "infinity"):
+        return math.inf
+    if is_number(value) and value > 0 and not (finite and math.isinf(value)):
         return float(value)
-    except (TypeError, ValueError):
-        return math.nan
+    raise _fail(path, name, value, allowed)
+
+
+def _cap(path: Path, name: str, value: Any) -> int:
+    """A concurrency cap: an integer >= 1, or None (no cap: 0)."""
+    if value is None:
+        return 0
+    if is_number(value) and math.isfinite(value) and value >= 1 and value == int(value):
+        return int(value)
+    raise _fail(path, name, value, "must be an integer >= 1, or null for no cap")
+
+
+def _itl_sums(path: Path, itls: Sequence[Any], ok: np.ndarray) -> np.ndarray:
+    """Sum of each successful request's inter-token latencies; ConfigError naming the
+    first entry that is not a finite time >= 0 (a corrupt one would shift the E2E)."""
+    sums = np.zeros(len(itls))
+    for i, itl in enumerate(itls):
+        if not ok[i] or itl is None:
+            continue
+        if not isinstance(itl, list):
+            raise _fail(path, f"itls[{i}]", itl, "must be a list of inter-token latencies "
+                        "(seconds), one list per request")
+        for j, x in enumerate(itl):
+            if not is_number(x) or not math.isfinite(x) or x < 0:
+                raise _fail(path, f"itls[{i}][{j}]", x, "must be a finite time >= 0 "
+                            "(seconds)")
+        sums[i] = math.fsum(float(x) for x in itl)
+    return sums
 
 
 def _build(path: Path, fmt: str, arrival: np.ndarray, inputs: np.ndarray, outputs: np.ndarray,
@@ -257,24 +296,32 @@ def read_vllm_bench(path: Path, doc: Mapping[str, Any]) -> BenchRun:
     errors = doc.get("errors") or [""] * n
     ok = np.array([not e for e in errors], dtype=bool)
     ttft = _float_array(path, "ttfts", doc["ttfts"])
+    itl_sums = _itl_sums(path, doc["itls"], ok) if "itls" in doc else None
     if e2e_key is not None:
         e2e = _float_array(path, e2e_key, doc[e2e_key])
     else:
-        e2e = ttft + np.array([sum(float(x) for x in (itl or [])) for itl in doc["itls"]])
+        assert itl_sums is not None
+        e2e = ttft + itl_sums
     arrival = (_float_array(path, "start_times", doc["start_times"]) if "start_times" in doc
                else np.full(n, math.nan))
     inputs = _float_array(path, "input_lens", doc["input_lens"])
     outputs = _float_array(path, "output_lens", doc["output_lens"])
-    conc = doc.get("max_concurrency")
+    rate = _positive(path, "request_rate", doc.get("request_rate"),
+                     'must be a number > 0 or "inf" (no rate limit)', default=math.nan,
+                     inf_word=True)
+    conc = _cap(path, "max_concurrency", doc.get("max_concurrency"))
+    shape = _positive(path, "burstiness", doc.get("burstiness"),
+                      "must be a number > 0 (1: Poisson arrivals)", default=1.0)
+    duration = _positive(path, "duration", doc.get("duration"),
+                         "must be a number of seconds > 0 (or left out)", default=math.nan,
+                         finite=True)
     notes = []
     if "start_times" not in doc:
         notes.append("no per-request start_times: arrivals rebuilt from request_rate / "
                      "max_concurrency")
     return _build(path, "vllm_bench", arrival[ok], inputs[ok], outputs[ok], ttft[ok], e2e[ok],
-                  rate=_rate(doc.get("request_rate")),
-                  concurrency=int(conc) if isinstance(conc, int | float) and conc else 0,
-                  burstiness=_rate(doc.get("burstiness", 1.0)),
-                  duration=_rate(doc.get("duration")), failed=int((~ok).sum()), notes=notes)
+                  rate=rate, concurrency=conc, burstiness=shape, duration=duration,
+                  failed=int((~ok).sum()), notes=notes)
 
 
 # --------------------------------------------------------------------------- aiperf
@@ -293,11 +340,10 @@ def _metric(path: Path, rec: Mapping[str, Any], names: Sequence[str], i: int,
             m = metrics[name]
             value = m.get("value") if isinstance(m, Mapping) else m
             unit = str(m.get("unit", "")).lower() if isinstance(m, Mapping) else ""
-            try:
-                v = float(value)
-            except (TypeError, ValueError) as err:
+            if not is_number(value):
                 raise _fail(path, f"record {i}: metrics.{name}.value", value,
-                            "must be a number") from err
+                            "must be a number")
+            v = float(value)
             if kind == "time":
                 if unit not in _UNITS:
                     raise _fail(path, f"record {i}: metrics.{name}.unit", unit,
@@ -322,6 +368,9 @@ def read_aiperf(path: Path, records: Sequence[Mapping[str, Any]]) -> BenchRun:
         if meta.get("benchmark_phase", "profiling") != "profiling":
             continue
         start = meta.get("request_start_ns")
+        if start is not None and not (is_number(start) and math.isfinite(start) and start >= 0):
+            raise _fail(path, f"record {i}: metadata.request_start_ns", start,
+                        "must be a time in nanoseconds >= 0")
         cols["arr"].append(math.nan if start is None else float(start) * 1e-9)
         cols["in"].append(_metric(path, rec, ("input_sequence_length",), i, "tokens"))
         cols["out"].append(_metric(path, rec, ("output_sequence_length", "output_token_count"),
@@ -390,8 +439,9 @@ def aiperf_load(records_path: Path) -> tuple[int, float, float, list[str]]:
     if pattern.lower().endswith("constant"):
         shape = math.inf
     elif pattern.lower().endswith("gamma"):
-        smooth = _rate(loadgen.get("arrival_smoothness"))
-        shape = smooth if math.isfinite(smooth) and smooth > 0 else 1.0
+        shape = _positive(summary, "input_config.loadgen.arrival_smoothness",
+                          loadgen.get("arrival_smoothness"),
+                          "must be a number > 0 (the Gamma shape; 1: Poisson)", default=1.0)
     if conc is None and rate is None:
         return (*unknown, [f"aiperf: {summary.name} records neither concurrency nor "
                            "request rate"])
@@ -591,10 +641,13 @@ def _genai_load(path: Path, exp: Mapping[str, Any]) -> tuple[int, float, str]:
                         "must be a whole number >= 1 (the concurrency)")
         return n, math.nan, f"genai-perf load from experiments[0].experiment: concurrency {n}"
     if mode == "request_rate":
-        rate = _rate(value)
-        if math.isfinite(rate) and rate > 0:
-            return 0, rate, ("genai-perf load from experiments[0].experiment: request_rate "
-                             f"{rate:g}")
+        rate = _positive(path, "experiments[0].experiment.value", value,
+                         "must be a number > 0 (the request rate, requests/s)",
+                         default=-1.0, finite=True)
+        if rate < 0:
+            raise _fail(path, "experiments[0].experiment.value", None,
+                        "missing: mode request_rate needs the rate (a number > 0)")
+        return 0, rate, f"genai-perf load from experiments[0].experiment: request_rate {rate:g}"
     return 0, math.nan, (f"genai-perf: experiments[0].experiment is {dict(spec)!r}: neither a "
                          "concurrency nor a request rate, so the load is unknown")
 

@@ -14,11 +14,17 @@ loop of that many users; a rate with a cap is scheduled arrivals that wait for o
 the slots; otherwise the file's per-request send times are replayed (open loop), else
 the ``request_rate`` (Poisson, or Gamma with vLLM's ``burstiness``), else everything at
 once. ``load=closed|replay`` and ``concurrency=N`` override the file or say what it does
-not. Model, GPU SKU, TP/PP, replicas and the engine preset (``scheduler=<preset>`` and
-its knobs) come from the command line; ``execution.kind`` picks the batch-runtime model
-(``calibrated`` by default). Prints measured and simulated TTFT, TPOT and E2E (mean, P50,
-P90), output throughput and the % error; ``output.json=FILE`` also writes them as JSON.
-A malformed file or a bad setting exits with status 2 and a message naming what is wrong.
+not; ``concurrency`` is the number of users (closed) or the cap (auto), so with
+``load=replay`` (the send times, open loop, no cap) it is an error naming both keys.
+Model, GPU SKU, TP/PP, replicas and the engine preset (``scheduler=<preset>`` and its
+knobs) come from the command line, as do ``precision.*``, ``execution.*`` (``kind``:
+the batch-runtime model, ``calibrated`` by default; ``roofline.*``, ``profiled.*``) and
+``engine.*``, all settable without ``+`` and checked by the simulator. Prints measured
+and simulated TTFT, TPOT and E2E (mean, P50, P90), output throughput and the % error
+(no throughput row, and a note, when the file has neither a duration nor per-request
+send times; a figure that cannot be computed prints as ``-``, never ``nan``);
+``output.json=FILE`` also writes them as JSON. A malformed file or a bad setting exits
+with status 2 and a message naming what is wrong.
 """
 
 from __future__ import annotations
@@ -94,8 +100,9 @@ def _err(sim: float, meas: float) -> float:
 
 
 def compare(measured: RunMetrics, simulated: RunMetrics) -> pd.DataFrame:
-    """One row per (metric, stat) and one for throughput: measured, simulated (ms or
-    tokens/s), signed % error, and for latencies the median per-request |% error|."""
+    """One row per (metric, stat) and one for throughput (left out when the measured
+    throughput is unknown): measured, simulated (ms or tokens/s), signed % error, and for
+    latencies the median per-request |% error|."""
     rows = []
     for metric in METRICS:
         m_all = np.asarray(getattr(measured, metric), dtype=np.float64)
@@ -109,15 +116,23 @@ def compare(measured: RunMetrics, simulated: RunMetrics) -> pd.DataFrame:
             m, s = measured.stat(metric, stat) * 1e3, simulated.stat(metric, stat) * 1e3
             rows.append({"metric": metric, "stat": stat, "measured": m, "simulated": s,
                          "err_pct": _err(s, m), "request_abs_err_p50": per_req})
-    rows.append({"metric": "throughput", "stat": "output_tok_s",
-                 "measured": measured.throughput, "simulated": simulated.throughput,
-                 "err_pct": _err(simulated.throughput, measured.throughput),
-                 "request_abs_err_p50": math.nan})
+    if math.isfinite(measured.throughput):  # unknown without a duration or send times
+        rows.append({"metric": "throughput", "stat": "output_tok_s",
+                     "measured": measured.throughput, "simulated": simulated.throughput,
+                     "err_pct": _err(simulated.throughput, measured.throughput),
+                     "request_abs_err_p50": math.nan})
     return pd.DataFrame(rows)
 
 
+def _cell(value: float, width: int, spec: str, suffix: str = "") -> str:
+    """``value`` formatted to ``width`` characters, ``-`` when it is not a finite number."""
+    text = f"{value:{spec}}{suffix}" if math.isfinite(value) else "-"
+    return f"{text:>{width}}"
+
+
 def format_comparison(table: pd.DataFrame, title: str = "") -> str:
-    """The comparison as aligned plain text (ms for latencies, tokens/s for throughput)."""
+    """The comparison as aligned plain text (ms for latencies, tokens/s for throughput;
+    ``-`` for a figure that cannot be computed)."""
     lines = [title] if title else []
     lines.append(f"{'metric':<17}{'stat':<6}{'measured':>12}{'simulated':>12}{'error':>9}"
                  f"{'|err| req p50':>15}")
@@ -126,8 +141,9 @@ def format_comparison(table: pd.DataFrame, title: str = "") -> str:
         unit = "tok/s" if r.metric == "throughput" else "ms"
         per_req = "" if math.isnan(r.request_abs_err_p50) else f"{r.request_abs_err_p50:.1f}%"
         stat = "" if r.metric == "throughput" else r.stat
-        lines.append(f"{label + ' ' + unit:<17}{stat:<6}{r.measured:>12.1f}{r.simulated:>12.1f}"
-                     f"{r.err_pct:>+8.1f}%{per_req:>15}")
+        lines.append(f"{label + ' ' + unit:<17}{stat:<6}{_cell(r.measured, 12, '.1f')}"
+                     f"{_cell(r.simulated, 12, '.1f')}{_cell(r.err_pct, 9, '+.1f', '%')}"
+                     f"{per_req:>15}")
     return "\n".join(lines)
 
 
@@ -152,7 +168,8 @@ def _pattern(rate: float, shape: float, seed: int) -> str:
 
 
 def _check_load(load: Any, concurrency: Any) -> int:
-    """Validate the ``load`` and ``concurrency`` settings; the concurrency as an int."""
+    """Validate the ``load`` and ``concurrency`` settings; the concurrency as an int.
+    ``load=replay`` with ``concurrency`` is an error: replay is open loop, without a cap."""
     if load not in LOADS:
         raise ConfigError("load", load, "allowed values are " + ", ".join(LOADS)
                           + " (auto: from the file; closed: a closed loop of concurrency "
@@ -161,6 +178,13 @@ def _check_load(load: Any, concurrency: Any) -> int:
             or concurrency < 0:
         raise ConfigError("concurrency", concurrency, "a whole number >= 0 (0: the file's "
                           "max_concurrency / aiperf concurrency)")
+    if load == "replay" and concurrency:
+        raise ConfigError("concurrency", int(concurrency),
+                          "does not apply with load=replay, which sends every request at the "
+                          "file's send time, open loop, with no cap (under a cap, send times "
+                          "follow completions); use load=closed concurrency=N for a closed "
+                          "loop of N users, load=auto concurrency=N for the file's request "
+                          "rate capped at N in flight, or leave concurrency out")
     return int(concurrency)
 
 
@@ -175,8 +199,9 @@ def workload_for(bench: BenchRun, seed: int = 0, load: str = "auto", concurrency
     own throughput); a finite rate with a cap is the ``capped`` arrival kind (scheduled
     arrivals waiting for one of N slots); otherwise the file's send times are replayed,
     else arrivals rebuilt from the rate, else all at t=0. ``load=closed`` / ``replay``
-    force those models. Request i of the simulation has the file's i-th lengths (in send
-    order), so latencies compare request by request.
+    force those models (replay: open loop, so ``concurrency`` is an error with it and the
+    file's own cap is not applied; the sentence says so). Request i of the simulation has
+    the file's i-th lengths (in send order), so latencies compare request by request.
     """
     users = _check_load(load, concurrency) or bench.max_concurrency
     n = len(bench)
@@ -190,8 +215,13 @@ def workload_for(bench: BenchRun, seed: int = 0, load: str = "auto", concurrency
         if not bench.has_arrivals:
             raise ConfigError("load", load, f"{bench.path} has no per-request send times; "
                               "use load=auto or load=closed (with concurrency=N)")
-        return static, bench.requests(), "replayed (load=replay): the file's per-request " \
-            "send times, open loop"
+        why = ""
+        if bench.max_concurrency:
+            key = "max_concurrency" if bench.format == "vllm_bench" else "concurrency"
+            why = (f"; the file's {key} {bench.max_concurrency} is not applied "
+                   "(load=auto applies it)")
+        return static, bench.requests(), ("replayed (load=replay): the file's per-request "
+                                          "send times, open loop" + why)
     if users > 0 and (load == "closed" or not finite_rate):
         why = "load=closed" if load == "closed" else f"{src} {users}, no finite request rate"
         if load == "closed" and finite_rate:
@@ -340,6 +370,9 @@ def run(cfg: DictConfig) -> pd.DataFrame:
           "preemptions")
     for note in bench.notes:
         print(f"note       {note}")
+    if not (table["metric"] == "throughput").any():
+        print(f"note       no throughput row: {bench.path} has no duration and no per-request "
+              "send times, so its output throughput is unknown")
     print(format_comparison(table))
     if out_path is not None:
         path = out_path

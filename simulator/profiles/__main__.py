@@ -8,7 +8,8 @@ the stores in order as ``execution.profiled.store`` does: the model's own file, 
 shape-keyed attention table holding the model's per-GPU heads, or the node's collective
 table; and, for each family left uncovered, what to profile and what the fallback prices
 instead (:func:`simulator.profiles.store.cover`). A bad value is an error naming the flag
-and the allowed values (exit status 2).
+and the allowed values, and a profile file the engine would refuse (damaged, a missing
+column, a bad row) an error naming the file (exit status 2).
 """
 
 from __future__ import annotations

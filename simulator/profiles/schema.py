@@ -484,6 +484,9 @@ def read_meta(path: str | Path) -> tuple[ProfileMeta, int]:
 def read_profile(path: str | Path) -> tuple[pd.DataFrame, ProfileMeta]:
     """Read and validate a profile file; ConfigError names the file, column and row."""
     meta, _ = read_meta(path)
-    df = pq.read_table(path).to_pandas()
+    try:
+        df = pq.read_table(path).to_pandas()
+    except (OSError, pa.ArrowException) as err:  # a damaged body behind a good footer
+        raise ConfigError("profile", str(path), f"cannot be read as Parquet: {err}") from err
     return validate_frame(df, meta, str(path)), meta
 

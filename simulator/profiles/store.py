@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError
 from simulator.profiles.schema import (
@@ -97,6 +96,19 @@ class Coverage:
         return f"{why}{self.fallback}. To cover it: {self.todo}."
 
 
+def _read_placed(path: Path, device: str, model: str, node: str, tp: int,
+                 family: str) -> tuple[pd.DataFrame, ProfileMeta]:
+    """Read and validate the profile at ``path`` (:func:`read_profile`) and check that its
+    metadata matches its place in the store; ConfigError naming the file otherwise."""
+    df, meta = read_profile(path)
+    claimed = (meta.device, meta.model, meta.node, meta.tp, meta.family)
+    if claimed != (device, model, node, tp, family):
+        raise ConfigError(f"{path}: metadata", claimed,
+                          f"the file's metadata disagrees with its place in the store "
+                          f"(expected {(device, model, node, tp, family)})")
+    return df, meta
+
+
 def _article(name: str) -> str:
     """"a" or "an" before a SKU name read letter by letter ("an h100-sxm", "a b200")."""
     return "an" if name[:1].lower() in "aefhilmnorsx" else "a"
@@ -160,13 +172,7 @@ class ProfileStore:
             raise ConfigError("profile", str(want),
                               f"no {family} profile for {model or node or 'shapes'} on {device} "
                               f"at tp={tp} ({dtype}) under {self.root}")
-        df, meta = read_profile(path)
-        claimed = (meta.device, meta.model, meta.node, meta.tp, meta.family)
-        if claimed != (device, model, node, tp, family):
-            raise ConfigError(f"{path}: metadata", claimed,
-                              f"the file's metadata disagrees with its place in the store "
-                              f"(expected {(device, model, node, tp, family)})")
-        return df, meta
+        return _read_placed(path, device, model, node, tp, family)
 
     # -- model coverage ----------------------------------------------------------------
     def coverage(self, model: str, device: str, tp: int, dtype: str = "bf16") -> dict[str, Path]:
@@ -197,7 +203,8 @@ class ProfileStore:
             if family not in COVER_FAMILIES:
                 raise ConfigError("families", family,
                                   "allowed values are " + ", ".join(COVER_FAMILIES))
-        have = self.cover(model, device, tp, dtype, node=node)
+        # only the families asked for are read (and checked), as the engine would
+        have = cover([self], model, device, tp, dtype, node=node, families=families)
         missing = [f for f in families if not have[f].covered]
         if not missing:
             return {f: have[f].path for f in families if have[f].path is not None}
@@ -281,11 +288,6 @@ def _model_heads(model: str, tp: int, stores: Sequence[ProfileStore], device: st
     return per_gpu_heads(shape, tp)
 
 
-def _columns(path: Path, cols: Sequence[str]) -> pd.DataFrame:
-    """Some columns of a profile file (no validation: :meth:`ProfileStore.load` does that)."""
-    return pq.read_table(path, columns=list(cols)).to_pandas()
-
-
 def _todo(family: str, model: str, device: str, tp: int, node: str, root: Path | None) -> str:
     """What produces ``family`` for (model, device, tp): a profiler run or an import."""
     out = f" out={root}" if root is not None else ""
@@ -299,9 +301,9 @@ def _todo(family: str, model: str, device: str, tp: int, node: str, root: Path |
             "the profiler does not measure it")
 
 
-def _ops_detail(path: Path, expected: Sequence[str]) -> str:
-    """The ops a file holds, and those of ``expected`` it lacks (priced by the fallback)."""
-    ops = sorted(set(_columns(path, ["op"])["op"].astype(str)))
+def _ops_detail(df: pd.DataFrame, expected: Sequence[str]) -> str:
+    """The ops a table holds, and those of ``expected`` it lacks (priced by the fallback)."""
+    ops = sorted(set(df["op"].astype(str)))
     absent = [op for op in expected if op not in ops]
     text = "ops " + ", ".join(ops)
     mlp = [op for op in _MLP_OPS if op in expected]
@@ -316,9 +318,11 @@ def _ops_detail(path: Path, expected: Sequence[str]) -> str:
 
 
 def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
-          dtype: str = "bf16", *, node: str = "") -> dict[str, Coverage]:
+          dtype: str = "bf16", *, node: str = "",
+          families: Sequence[str] = COVER_FAMILIES) -> dict[str, Coverage]:
     """Which file of ``stores`` (searched in order, as ``execution.profiled.store``) covers
-    each family of :data:`COVER_FAMILIES` for ``model`` on ``device`` at ``tp``.
+    each of ``families`` (default: all of :data:`COVER_FAMILIES`) for ``model`` on
+    ``device`` at ``tp``.
 
     As the profiled execution model searches them: ``layer_ops``, ``attention_mixed`` and
     ``cpu_overhead`` come only from the model's own files; prefill and decode attention from
@@ -326,7 +330,9 @@ def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
     that has rows with the model's per-GPU heads and head size (only those are its
     coverage); collectives from the ``node``'s table (default: the catalogue's first node
     for ``device``). An uncovered family's ``fallback`` says what prices it instead and
-    ``todo`` what to profile or import.
+    ``todo`` what to profile or import. Every file found is read and checked as
+    :meth:`ProfileStore.load` reads it, so a file the engine would refuse (damaged, a
+    missing column, a bad row, misplaced metadata) is a ConfigError naming it, not coverage.
     """
     from simulator.catalogue import default_node_for, get_model, model_names, sku_names
 
@@ -338,6 +344,8 @@ def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
     heads = _model_heads(model, tp, stores, device, dtype)
     heads_text = ", ".join(f"{k}={v}" for k, v in (heads or {}).items())
     for family in COVER_FAMILIES:
+        if family not in families:
+            continue
         todo = _todo(family, model, device, tp, node, first_root)
         why = ""
         if family == "collective":
@@ -355,9 +363,9 @@ def cover(stores: Sequence[ProfileStore], model: str, device: str, tp: int,
                 if path is None:
                     continue
                 tables.append(path)
+                df, _ = _read_placed(path, device, "", "", 1, family)  # as the engine reads it
                 if heads is None:
                     continue
-                df = _columns(path, HEAD_COLUMNS)
                 mine = rows_with_heads(df, heads)
                 if mine.any():
                     found = Coverage(
@@ -383,13 +391,14 @@ def _model_cover(stores: Sequence[ProfileStore], family: str, model: str, device
         path = store._find(device, model, "", tp, family, dtype)
         if path is None:
             continue
+        df, _ = _read_placed(path, device, model, "", tp, family)  # as the engine reads it
         if family == "layer_ops":
-            detail = f"the model's own file: {_ops_detail(path, _OPS_MOE if moe else _OPS_DENSE)}"
+            detail = f"the model's own file: {_ops_detail(df, _OPS_MOE if moe else _OPS_DENSE)}"
         elif family == "cpu_overhead":
-            detail = f"the model's own file: {_ops_detail(path, CPU_OPS)}"
+            detail = f"the model's own file: {_ops_detail(df, CPU_OPS)}"
         else:
             detail = "the model's own file"
-        return Coverage(family, "model", path, read_meta(path)[1], detail)
+        return Coverage(family, "model", path, len(df), detail)
     return None
 
 
@@ -401,7 +410,7 @@ def _collective_cover(stores: Sequence[ProfileStore], device: str, node: str, tp
         path = store._find(device, "", node, 1, "collective", dtype) if node else None
         if path is None:
             continue
-        df = _columns(path, ["op", "num_gpus", "gpus_per_node"])
+        df, _ = _read_placed(path, device, "", node, 1, "collective")  # as the engine reads it
         parts = []
         for op, g in df.groupby("op"):
             lo, hi = int(g["num_gpus"].min()), int(g["num_gpus"].max())
