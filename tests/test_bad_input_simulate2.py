@@ -103,3 +103,19 @@ def test_a_config_error_leaves_no_output_folder_behind(tmp_path: Path) -> None:
     (mine / "old.log").write_text("")
     assert cli(mine).returncode == 2
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "old.log"]
+
+
+def test_validate_never_removes_its_working_directory(tmp_path: Path) -> None:
+    """validate's run folder is the directory it runs in: a configuration error there
+    removes nothing (not an empty log of the user's, not the directory)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.log").write_text("")
+    bench = tmp_path / "bench.csv"
+    bench.write_text("arrival,input_tokens,output_tokens,ttft,e2e\n0.0,100,10,0.05,0.2\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "vidur_search.validate", f"bench={bench}", "model=nosuch",
+         "sku=h100-sxm"], capture_output=True, text=True, cwd=work, timeout=120,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    assert p.returncode == 2 and "model" in p.stderr, p.stderr
+    assert work.is_dir() and (work / "keep.log").exists()

@@ -73,7 +73,9 @@ def remove_hydra_output() -> None:
     """Remove what Hydra made for this run (its ``.hydra/`` subfolder and empty ``*.log``
     files), and the run's output folder itself when it holds nothing else and did not
     exist before the run; anything else, or a folder that held files before, stays.
-    Does nothing outside a Hydra run; never raises."""
+    Only for a folder ``CheckOutputDir`` saw before Hydra made it (not ``validate``, whose
+    run folder is the working directory, nor a multirun's job folders); does nothing
+    outside a Hydra run; never raises."""
     found = _hydra_output()
     if found is None:
         return
@@ -82,8 +84,10 @@ def remove_hydra_output() -> None:
         if not out.is_dir() or out.is_symlink():
             return
         key = out.resolve()
-        made = _BEFORE.get(key) is None  # made by this run (or not recorded: judge by content)
-        before = _BEFORE.get(key) or frozenset()
+        if key not in _BEFORE:
+            return  # not seen before the run: nothing says what in it is Hydra's
+        made = _BEFORE[key] is None  # the folder did not exist before this run
+        before = _BEFORE[key] or frozenset()
         entries = list(out.iterdir())
         ours = [p for p in entries if p.name not in before and _is_hydra_entry(p, subdir)]
         if made and len(ours) != len(entries):
