@@ -110,7 +110,7 @@ class ProfilerConfig:
         for name in ("sku", "plan_for"):
             if getattr(self, name):
                 one_of(name, getattr(self, name), cat.skus)
-        if self.node:
+        if self.node and self.device != "cpu" and self.node != "cpu":  # on CPU: a label
             one_of("node", self.node, cat.nodes)
             sku = self.plan_for or self.sku
             if sku and cat.nodes[self.node].sku != sku:

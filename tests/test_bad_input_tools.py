@@ -137,6 +137,12 @@ def test_profiler_names_are_checked_against_the_catalogue(args: list[str], field
     assert "allowed values are" in str(err.value) or "nodes for h100-sxm" in str(err.value)
 
 
+def test_a_cpu_run_takes_any_node_label() -> None:
+    """On the CPU the node is only a label of the collective files (default ``cpu``)."""
+    for args in (["node=cpu"], ["device=cpu", "node=my-laptop"]):
+        parse_args(["model=llama-3-8b", *args])
+
+
 # --------------------------------------------------------------------------- importers
 
 

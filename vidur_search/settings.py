@@ -346,8 +346,9 @@ def check_storage(url: str) -> None:
     except NoSuchModuleError:
         raise ConfigError("search.storage", url, f"unknown database kind "
                           f"{parsed.drivername!r}; {STORAGE_EXAMPLE}") from None
+    load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 1.4
     try:
-        dialect.import_dbapi()
+        load_driver()
     except ImportError as err:
         raise ConfigError("search.storage", url, f"the {parsed.drivername} driver is not "
                           f"installed ({err}); install it, or give {STORAGE_EXAMPLE}") from None

@@ -180,7 +180,10 @@ def check_space(space: Mapping[str, Any]) -> None:
     for name in ("tensor_parallel", "pipeline_parallel", "replicas", "batch_caps"):
         for i, value in enumerate(space.get(name) or []):
             if not (_whole(value) and value >= 1):
-                raise ConfigError(f"search.space.{name}[{i}]", value, "an integer >= 1")
+                hint = (" (the search orders caps by value: give an engine preset's own "
+                        "cap as a number, e.g. 256 for vLLM's max_num_seqs)"
+                        if name == "batch_caps" else "")
+                raise ConfigError(f"search.space.{name}[{i}]", value, "an integer >= 1" + hint)
     for i, value in enumerate(space.get("chunk_sizes") or []):
         if not (_whole(value) and value >= 0):
             raise ConfigError(f"search.space.chunk_sizes[{i}]", value,
