@@ -160,18 +160,17 @@ def _stats_us(df: pd.DataFrame, op: str, where: str, calls: int) -> pd.DataFrame
     return frame
 
 
-def save_checked(store: ProfileStore, df: pd.DataFrame, meta: ProfileMeta, *,
-                 force: bool) -> Path:
-    """Save, refusing to replace a file that another tool wrote unless ``force``."""
-    check_replace(store, meta, force=force)
-    return store.save(df, meta)
-
-
 def check_replace(store: ProfileStore, meta: ProfileMeta, *, force: bool) -> None:
     """ConfigError when ``meta``'s file exists and another tool wrote it (unless ``force``)."""
     path = store.path_for(meta)
     if path.is_dir():
         raise ConfigError("DEST", str(path), "is a directory where a profile file belongs")
+    for parent in path.parents:
+        if parent == store.root or store.root not in parent.parents:
+            break
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError("DEST", str(parent), f"is a file where the folder of {path.name} "
+                              "belongs")
     if path.is_file() and not force:
         try:
             old, _ = read_meta(path)
@@ -186,12 +185,14 @@ def check_replace(store: ProfileStore, meta: ProfileMeta, *, force: bool) -> Non
 
 
 def write_all(dest: str | Path, pending: Sequence[Pending], *, force: bool) -> list[Imported]:
-    """Write every converted table into the store at ``dest``, all or nothing.
+    """Write every converted table into the store at ``dest``.
 
     First each table is validated against the store's schema (an error names its source
-    file and the file it would become) and checked not to replace another tool's file;
-    then all are written into a scratch directory inside ``dest`` and only then moved
-    into place, so a failure leaves ``dest`` as it was."""
+    file and the file it would become) and checked not to replace another tool's file or
+    to need a folder where a file is; then all are written into a hidden scratch directory
+    inside ``dest`` (which store listings skip) and only then moved into place, one
+    atomic rename per file: a bad input leaves ``dest`` as it was, and only a failure of
+    the file system during the renames can leave part of them done."""
     store = ProfileStore(dest)
     targets: dict[Path, str] = {}
     for item in pending:

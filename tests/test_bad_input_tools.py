@@ -269,3 +269,28 @@ def test_llmservingsim_values_read_as_plain_numbers(tmp_path: Path) -> None:
         import_llmservingsim(tmp_path / "perf", tmp_path / "store")
     msg = str(err.value)
     assert "dense.csv: time_us[row 2]=-3.0 is invalid" in msg and "np." not in msg
+
+
+def test_an_import_into_a_store_with_a_file_in_a_folder_place_writes_nothing(
+        tmp_path: Path) -> None:
+    """A file where one of the store's folders belongs is found before anything is
+    written, and a store lists no file of an interrupted import's scratch folder."""
+    from simulator.profiles import ProfileStore
+
+    src = tmp_path / "src"
+    _vidur_mlp(src / VIDUR_MLP)
+    dest = tmp_path / "dest"
+    (dest / "h100-sxm").mkdir(parents=True)
+    (dest / "h100-sxm" / "llama-2-7b").write_text("not a folder")
+    with pytest.raises(ConfigError, match="is a file where the folder"):
+        import_vidur(src, dest)
+    assert sorted(p.name for p in dest.rglob("*")) == ["h100-sxm", "llama-2-7b"]
+    good = tmp_path / "good"
+    import_vidur(src, good)
+    listed = len(ProfileStore(good).entries())
+    scratch = good / ".import-left-over"
+    scratch.mkdir()
+    for f in good.rglob("*.parquet"):
+        if scratch not in f.parents:
+            (scratch / f.name).write_bytes(f.read_bytes())
+    assert len(ProfileStore(good).entries()) == listed

@@ -252,10 +252,13 @@ class ProfileStore:
         """One row per profile file: device, model, node, tp, family, dtype, source, rows, path.
 
         Reads metadata only (fast); a Parquet file without profile metadata is an error.
+        Files under hidden folders (an interrupted import's ``.import-*``) are not listed.
         """
         rows = []
         if self.root.is_dir():
             for path in sorted(self.root.rglob("*.parquet")):
+                if any(part.startswith(".") for part in path.relative_to(self.root).parts):
+                    continue  # an importer's scratch folder (.import-*), or other hidden
                 meta, n = read_meta(path)
                 rows.append({
                     "device": meta.device, "model": meta.model, "node": meta.node,
