@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from simulator.paths import check_output_dir
 from vidur_search import settings
-from vidur_search.cli import run_and_exit
+from vidur_search.cli import absolute_trace_file, run_and_exit
 
 console = Console(stderr=True)
 settings.register()
@@ -42,12 +42,8 @@ def plain_config(cfg: DictConfig) -> dict[str, Any]:
     # an experiment drops a workload of the defaults by setting it to null
     app["workloads"] = {k: v for k, v in app["workloads"].items() if v is not None}
     for name, workload in app["workloads"].items():
-        if not isinstance(workload, dict) or "trace_file" not in workload:
-            continue
-        if OmegaConf.is_missing(cfg.workloads[name], "trace_file"):
-            workload["trace_file"] = None  # `???`: required only by trace workloads
-        elif isinstance(workload["trace_file"], str) and workload["trace_file"]:
-            workload["trace_file"] = to_absolute_path(workload["trace_file"])
+        if isinstance(workload, dict):
+            absolute_trace_file(cfg.workloads[name], workload)
     app["output"]["dir"] = to_absolute_path(app["output"]["dir"])
     return app
 

@@ -138,3 +138,16 @@ class CheckOutputDir(Callback):
         path = Path(to_absolute_path(str(raw))).resolve()
         with contextlib.suppress(OSError):  # unreadable: remove_hydra_output judges by content
             _BEFORE[path] = frozenset(p.name for p in path.iterdir()) if path.is_dir() else None
+
+
+def absolute_trace_file(node: DictConfig, workload: dict[str, Any]) -> None:
+    """In ``workload`` (the plain copy of the workload config ``node``): a ``trace_file``
+    left at Hydra's ``???`` becomes None (the simulator reports it as required where a
+    trace is replayed, and ignores it otherwise), a relative one absolute (Hydra may run
+    from another directory than the one the user typed the path in)."""
+    if "trace_file" not in workload:
+        return
+    if OmegaConf.is_missing(node, "trace_file"):
+        workload["trace_file"] = None
+    elif isinstance(workload["trace_file"], str) and workload["trace_file"]:
+        workload["trace_file"] = to_absolute_path(workload["trace_file"])

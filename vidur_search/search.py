@@ -32,6 +32,7 @@ from simulator import ConfigError
 from simulator.workload import generate_requests
 from vidur_search.capacity import CapacitySettings, Slo
 from vidur_search.results import TrialsTable, objective
+from vidur_search.settings import in_workload
 from vidur_search.space import CHUNKED, Candidate, Space, build_space, simulation_config
 from vidur_search.trial import TrialContext, run_trial
 
@@ -80,18 +81,10 @@ def check_workloads(app: dict[str, Any], space: Space) -> None:
                                     cap["max_requests_per_replica"])
             generate_requests(cfg.workload, np.random.default_rng(cfg.seed))
         except ConfigError as err:
-            raise _in_workload(err, name) from err
+            raise in_workload(err, name) from err
         if cfg.workload.arrival.kind not in ("poisson", "gamma", "trace"):
             raise ConfigError(f"workloads.{name}.arrival.kind", cfg.workload.arrival.kind,
                               "poisson, gamma or trace (a capacity search scales the rate)")
-
-
-def _in_workload(err: ConfigError, name: str) -> ConfigError:
-    """``err`` with ``workload.X`` renamed ``workloads.<name>.X`` (the app's key), in its
-    field and its message (see ``settings.in_workload``)."""
-    from vidur_search.settings import in_workload
-
-    return in_workload(err, name)
 
 
 def make_space(app: dict[str, Any]) -> Space:
@@ -102,7 +95,7 @@ def make_space(app: dict[str, Any]) -> Space:
     try:
         space = build_space(base_settings(app, first), space_cfg, 1)
     except ConfigError as err:
-        raise _in_workload(err, name) from err
+        raise in_workload(err, name) from err
     if not space.candidates:
         raise ConfigError("search.space", "(every configuration dropped)",
                           "no configuration can run:\n" + space.summary())

@@ -27,7 +27,7 @@ from hydra.core.config_store import ConfigStore
 from simulator import ConfigError
 from simulator.catalogue import load_catalogue
 from simulator.config import build
-from simulator.errors import one_of
+from simulator.errors import is_number, one_of
 from simulator.precision import Precision
 from simulator.workload import WorkloadConfig
 
@@ -305,9 +305,8 @@ def check_nightly_dir(out_dir: str) -> None:
 
 
 def _number(value: Any) -> bool:
-    """A real number (an int or float, not a bool, not NaN)."""
-    return (isinstance(value, int | float) and not isinstance(value, bool)
-            and not (isinstance(value, float) and math.isnan(value)))
+    """A real number (``errors.is_number``: numpy's too, not a bool) that is not NaN."""
+    return is_number(value) and not math.isnan(value)
 
 
 def check_space(space: dict[str, Any]) -> None:

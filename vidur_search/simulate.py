@@ -29,7 +29,7 @@ from simulator import ConfigError, SimulationConfig, simulate
 from simulator.errors import ConfigWarning, boolean
 from simulator.metrics import format_summary
 from simulator.paths import check_output_dir
-from vidur_search.cli import run_and_exit
+from vidur_search.cli import absolute_trace_file, run_and_exit
 
 console = Console(stderr=True)
 
@@ -50,11 +50,8 @@ def config_from_hydra(cfg: DictConfig) -> SimulationConfig:
     plain.pop("output", None)
     plain.pop("hydra", None)
     workload = plain.get("workload", {})
-    if isinstance(workload, dict) and "trace_file" in workload:
-        if OmegaConf.is_missing(cfg.workload, "trace_file"):
-            workload["trace_file"] = None  # required only by trace arrivals or lengths
-        elif isinstance(workload["trace_file"], str) and workload["trace_file"]:
-            workload["trace_file"] = to_absolute_path(workload["trace_file"])
+    if isinstance(workload, dict):
+        absolute_trace_file(cfg.workload, workload)
     return SimulationConfig.from_dict(plain)
 
 
