@@ -140,6 +140,8 @@ def test_v1_presets_resolve_the_serve_defaults_per_gpu(name: str, sku: str, seqs
                                   "max_tokens_per_batch": tokens}).kv_capacity()
 
 
+# a chunk_size set for every scheduler: those that do not chunk warn, as expected
+@pytest.mark.filterwarnings("ignore::simulator.errors.ConfigWarning")
 @pytest.mark.parametrize("name", ["vllm_0_6", "vllm_0_8", "vllm_0_19"])
 def test_explicit_flags_win_over_the_engine_defaults(name: str) -> None:
     s = cfg(name, model="qwen2.5-7b", sku="a100-80gb",

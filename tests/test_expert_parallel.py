@@ -172,6 +172,8 @@ def test_a_long_prefill_on_one_rank_stalls_the_others_decodes() -> None:
     assert np.median(gaps[2]) < 1.5 * np.median(gaps[1])
 
 
+# a chunk_size set for every scheduler: those that do not chunk warn, as expected
+@pytest.mark.filterwarnings("ignore::simulator.errors.ConfigWarning")
 @pytest.mark.parametrize("scheduler", ["vllm_v0", "vllm_v1", "vllm_v1_async", "sarathi",
                                        "orca", "faster_transformer", "lightllm"])
 def test_lockstep_invariants_hold_for_every_scheduler(scheduler: str) -> None:
