@@ -612,6 +612,8 @@ class _Saver:
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 df.to_parquet(kept)
                 kept.with_suffix(".meta.json").write_text(meta.to_json())
+                why += (" (the store refuses these rows: kept as plain Parquet, metadata "
+                        "in .meta.json)")
         except OSError as err:
             why += f" (keeping them elsewhere failed too: {err})"
         self.rescued.append((kept, why))
@@ -622,8 +624,9 @@ class _Saver:
         if self.rescued:
             raise SaveFailed(
                 f"{len(self.rescued)} measured profile(s) could not be written under "
-                f"{self.store.root} and were kept instead in {self._rescue} (same layout; "
-                f"move them into place): " + "; ".join(why for _, why in self.rescued))
+                f"{self.store.root} and were kept instead in {self._rescue} (the store's "
+                f"layout: move its profile files into place; plain Parquet with .meta.json "
+                f"holds rows the store refused): " + "; ".join(why for _, why in self.rescued))
 
 
 def run(cfg: ProfilerConfig, echo: Echo = print) -> list[Path]:
