@@ -309,6 +309,12 @@ class SimulationConfig:
         self._check_lengths_context()
         if self.execution.kind == "profiled":
             self.check_profile_stores()
+        elif self.execution.profiled.store:
+            warnings.warn(
+                f"execution.profiled.store={list(self.execution.profiled.store)} is ignored: "
+                f"execution.kind={self.execution.kind} prices every operator from its model; "
+                "set execution.kind=profiled to use measured profiles", ConfigWarning,
+                stacklevel=2)
 
     def check_profile_stores(self) -> None:
         """ConfigError naming ``execution.profiled.store`` unless every store it names is

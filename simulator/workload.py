@@ -37,6 +37,8 @@ ARRIVAL_KINDS = ("poisson", "gamma", "static", "trace", "closed", "capped")
 LENGTH_KINDS = ("fixed", "uniform", "zipf", "trace")
 TRACE_FORMATS = ("auto", "vidur", "columns")
 
+MAX_REQUESTS = 100_000_000  # requests of one workload (about 10 GB of request tables)
+
 # Hydra's placeholder for a value that must be given (e.g. ``trace_file: ???``)
 MISSING = "???"
 
@@ -328,6 +330,10 @@ class WorkloadConfig:
         self.arrival.validate()
         self.lengths.validate()
         _int_at_least("workload.num_requests", self.num_requests, 0 if self.uses_trace else 1)
+        if self.num_requests > MAX_REQUESTS:  # the request table is held in memory
+            raise ConfigError("workload.num_requests", self.num_requests,
+                              f"must be at most {MAX_REQUESTS:,} (the simulator keeps every "
+                              "request's row in memory, about 100 bytes each)")
         one_of("workload.trace_format", self.trace_format, TRACE_FORMATS)
         _int_at_least("workload.warmup_requests", self.warmup_requests, 0)
         if self.num_requests and self.warmup_requests >= self.num_requests:

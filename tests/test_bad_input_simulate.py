@@ -126,7 +126,8 @@ def test_a_missing_profile_store_is_a_config_error(tmp_path: Path) -> None:
     assert "must be a profile-store directory" in store_error(5).allowed
     # the default (the packaged profiles) and an existing directory stay valid
     make(execution={"kind": "profiled"}).check_profile_stores()
-    make(execution={"profiled": {"store": [str(tmp_path)]}}).check_profile_stores()
+    make(execution={"kind": "profiled",
+                    "profiled": {"store": [str(tmp_path)]}}).check_profile_stores()
     with pytest.raises(ConfigError) as err:  # building the config checks, before any work
         config_from_hydra(hydra_cfg("execution.profiled.store=/nonexistent/dir"))
     assert err.value.field == "execution.profiled.store"

@@ -119,3 +119,16 @@ def test_validate_never_removes_its_working_directory(tmp_path: Path) -> None:
         env={**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
     assert p.returncode == 2 and "model" in p.stderr, p.stderr
     assert work.is_dir() and (work / "keep.log").exists()
+
+
+def test_huge_request_counts_and_unused_stores_are_reported(tmp_path: Path) -> None:
+    """A request count that cannot be held in memory is a ConfigError (it was a numpy
+    allocation traceback); a profile store with a kind that reads no profiles warns."""
+    from simulator import ConfigError, SimulationConfig
+    from simulator.errors import ConfigWarning
+
+    with pytest.raises(ConfigError, match=r"workload\.num_requests"):
+        SimulationConfig.from_dict({"workload": {"num_requests": 10**12}})
+    with pytest.warns(ConfigWarning, match=r"execution\.profiled\.store.*ignored"):
+        SimulationConfig.from_dict({"execution": {"kind": "calibrated",
+                                                  "profiled": {"store": [str(tmp_path)]}}})

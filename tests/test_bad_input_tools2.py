@@ -266,3 +266,20 @@ def test_coverage_applies_the_readers_schema_check(tmp_path: Path,
     # asking only for layer_ops (what a profiled run does first) still says it is missing
     with pytest.raises(ConfigError, match="missing layer_ops"):
         store.require("llama-3-8b", "h100-sxm", 1, ("layer_ops",))
+
+
+def test_a_negative_send_time_is_refused(tmp_path: Path) -> None:
+    """vLLM's start_times are perf_counter() readings: a negative one is a corrupt file
+    (it stretched the measured span and cut the throughput tenfold)."""
+    import json
+
+    from vidur_search.bench_formats import read_bench
+
+    n = 4
+    doc = {"input_lens": [100] * n, "output_lens": [10] * n, "ttfts": [0.05] * n,
+           "itls": [[0.01] * 9] * n, "e2els": [0.14] * n,
+           "start_times": [10.0, 10.5, -100.0, 11.5], "duration": 2.0}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match=r"start_times\[2\]"):
+        read_bench(path)

@@ -64,7 +64,10 @@ def test_a_sweep_killed_with_sigkill_resumes_without_rerunning_finished_trials(
     first = pd.DataFrame()
     while time.monotonic() < deadline and proc.poll() is None:
         if table.exists():
-            first = pd.read_parquet(table)
+            try:  # the app replaces the file while we poll: a read may see two versions
+                first = pd.read_parquet(table)
+            except (OSError, ValueError):
+                first = pd.DataFrame()
             if len(first) >= 2:
                 break
         time.sleep(0.2)

@@ -304,6 +304,10 @@ def read_vllm_bench(path: Path, doc: Mapping[str, Any]) -> BenchRun:
         e2e = ttft + itl_sums
     arrival = (_float_array(path, "start_times", doc["start_times"]) if "start_times" in doc
                else np.full(n, math.nan))
+    if "start_times" in doc and (arrival < 0).any():  # perf_counter() readings: never < 0
+        i = int(np.flatnonzero(arrival < 0)[0])
+        raise _fail(path, f"start_times[{i}]", float(arrival[i]),
+                    "must be a send time >= 0 (seconds of the benchmark's clock)")
     inputs = _float_array(path, "input_lens", doc["input_lens"])
     outputs = _float_array(path, "output_lens", doc["output_lens"])
     rate = _positive(path, "request_rate", doc.get("request_rate"),
